@@ -1,0 +1,282 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/narhash/narhash/nar"
+)
+
+func init() {
+	commands = append(commands,
+		&command{
+			name: "dump", args: "PATH",
+			summary: "Write the NAR of PATH to standard output, like nix-store --dump.",
+			help: `Refuses to write to a terminal. If the tree changes while it is read,
+the dump fails (exit 1) rather than produce a torn archive.
+
+Example:
+  narhash dump ./src > src.nar`,
+			run: runDump,
+		},
+		&command{
+			name: "restore", args: "[--from FILE] DEST",
+			summary: "Unpack a NAR from standard input (or FILE) into the new path DEST.",
+			help: `Like nix-store --restore DEST. DEST must not exist. The archive is unpacked
+into a temporary sibling and renamed to DEST only once all of it has been
+read and checked, so on any error (a malformed or truncated archive, data
+after its end, a full disk) DEST does not exist and nothing is left behind.
+
+Example:
+  narhash restore --from src.nar ./src-copy`,
+			flags: func(fs *flag.FlagSet) any {
+				return fs.String("from", "-", "read the archive from `FILE` (- is standard input)")
+			},
+			run: runRestore,
+		},
+		&command{
+			name: "ls", args: "[-R] [-l] [-d] [--json] NARFILE [PATH]",
+			summary: "List PATH (default: the root) inside a NAR file, like nix nar ls.",
+			help: `The whole archive is checked first: a malformed one is an error (exit 1)
+naming the byte offset and the broken rule.
+
+--json prints what nix nar ls --json prints, but always valid JSON: a byte of
+a name or symlink target that is not valid UTF-8 is written as \udcXX (the
+lone surrogate U+DC00+byte, Python's "surrogateescape"). In Python,
+json.loads(out) and name.encode("utf-8", "surrogateescape") give the raw
+bytes back. Valid UTF-8 names print as they are.
+
+PATH may omit the leading slash; a trailing slash is ignored.
+
+Examples:
+  narhash ls -R src.nar
+  narhash ls --json -R src.nar /bin`,
+			flags: func(fs *flag.FlagSet) any {
+				o := &lsOpts{}
+				fs.BoolVar(&o.recursive, "R", false, "list directories recursively")
+				fs.BoolVar(&o.long, "l", false, "long listing: type and mode, size, name, symlink target")
+				fs.BoolVar(&o.directory, "d", false, "list a directory itself, not its entries")
+				fs.BoolVar(&o.json, "json", false, "print the listing as JSON (with narOffset)")
+				return o
+			},
+			run: runLs,
+		},
+		&command{
+			name: "cat", args: "NARFILE PATH",
+			summary: "Print the contents of the regular file PATH inside a NAR file, like nix nar cat.",
+			help: `The whole archive is checked before anything is printed when NARFILE is a
+regular file; from a pipe, the contents stream and a later error still exits 1.
+
+Example:
+  narhash cat src.nar /README.md`,
+			run: runCat,
+		},
+	)
+}
+
+func runDump(ctx context.Context, sio *stdio, _ any, args []string) error {
+	if len(args) != 1 {
+		return usagef("want one PATH, got %d arguments", len(args))
+	}
+	if f, ok := sio.out.(*os.File); ok && isTerminal(f) {
+		return usagef("standard output is a terminal: redirect it to a file or a pipe")
+	}
+	out := bufio.NewWriterSize(sio.out, 256<<10)
+	if _, err := nar.Dump(ctx, out, args[0], nil); err != nil {
+		return fmt.Errorf("dump %s: %w (the archive written so far is incomplete)", args[0], err)
+	}
+	return out.Flush()
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func runRestore(ctx context.Context, sio *stdio, o any, args []string) error {
+	from := *o.(*string)
+	if len(args) != 1 {
+		return usagef("want one DEST, got %d arguments", len(args))
+	}
+	in := sio.in
+	if from != "-" {
+		f, err := os.Open(from)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in = f
+	}
+	return nar.Restore(ctxReader{ctx, in}, args[0])
+}
+
+type lsOpts struct{ recursive, long, directory, json bool }
+
+func openListing(path string) (*nar.Listing, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	l, err := nar.List(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return l, nil
+}
+
+func runLs(ctx context.Context, sio *stdio, o any, args []string) error {
+	opts := o.(*lsOpts)
+	if len(args) < 1 || len(args) > 2 {
+		return usagef("want NARFILE [PATH], got %d arguments", len(args))
+	}
+	if opts.json && opts.directory {
+		return usagef("-d does nothing with --json")
+	}
+	path := "/"
+	if len(args) == 2 {
+		path = args[1]
+	}
+	root, err := openListing(args[0])
+	if err != nil {
+		return err
+	}
+	l, err := root.Lookup(path)
+	if err != nil {
+		return err
+	}
+	out := bufio.NewWriter(sio.out)
+	if opts.json {
+		out.Write(append(l.AppendJSON(nil, opts.recursive), '\n'))
+		return out.Flush()
+	}
+	rel := "."
+	if l.Type != nar.TypeDirectory {
+		rel = baseName(path)
+	}
+	lsPath(out, l, rel, opts, opts.directory)
+	return out.Flush()
+}
+
+// lsPath prints like nix nar ls: a directory's entries (or, with -d, the
+// directory itself), recursing with -R.
+func lsPath(w io.Writer, l *nar.Listing, rel string, opts *lsOpts, showDir bool) {
+	if l.Type == nar.TypeDirectory && !showDir {
+		for _, e := range l.Entries {
+			lsFile(w, e.Listing, rel+"/"+e.Name, opts)
+		}
+		return
+	}
+	lsFile(w, l, rel, opts)
+}
+
+func lsFile(w io.Writer, l *nar.Listing, rel string, opts *lsOpts) {
+	if opts.long {
+		mode := "dr-xr-xr-x"
+		switch {
+		case l.Type == nar.TypeRegular && l.Executable:
+			mode = "-r-xr-xr-x"
+		case l.Type == nar.TypeRegular:
+			mode = "-r--r--r--"
+		case l.Type == nar.TypeSymlink:
+			mode = "lrwxrwxrwx"
+		}
+		fmt.Fprintf(w, "%s %20d %s", mode, l.Size, rel)
+		if l.Type == nar.TypeSymlink {
+			fmt.Fprintf(w, " -> %s", l.Target)
+		}
+		fmt.Fprintln(w)
+	} else {
+		fmt.Fprintln(w, rel)
+	}
+	if opts.recursive && l.Type == nar.TypeDirectory {
+		lsPath(w, l, rel, opts, false)
+	}
+}
+
+func baseName(path string) string {
+	path = strings.TrimRight(path, "/")
+	return path[strings.LastIndexByte(path, '/')+1:]
+}
+
+func runCat(ctx context.Context, sio *stdio, _ any, args []string) error {
+	if len(args) != 2 {
+		return usagef("want NARFILE PATH, got %d arguments", len(args))
+	}
+	f, err := os.Open(args[0])
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+		// Check the whole archive first, then copy the contents from
+		// their offset.
+		root, err := nar.List(f)
+		if err != nil {
+			return fmt.Errorf("%s: %w", args[0], err)
+		}
+		l, err := root.Lookup(args[1])
+		if err != nil {
+			return err
+		}
+		if l.Type != nar.TypeRegular {
+			return fmt.Errorf("path '%s' is a %s, not a regular file", args[1], l.Type)
+		}
+		_, err = copyContext(ctx, sio.out, io.NewSectionReader(f, l.Offset, l.Size))
+		return err
+	}
+	return catStream(ctx, sio, f, args)
+}
+
+// catStream finds PATH in an archive read once, from a pipe.
+func catStream(ctx context.Context, sio *stdio, r io.Reader, args []string) error {
+	want := "/" + strings.Trim(args[1], "/")
+	nr := nar.NewReader(r)
+	found := false
+	for {
+		hdr, err := nr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", args[0], err)
+		}
+		if hdr.Path != want {
+			continue
+		}
+		if hdr.Type != nar.TypeRegular {
+			return fmt.Errorf("path '%s' is a %s, not a regular file", args[1], hdr.Type)
+		}
+		found = true
+		if _, err := copyContext(ctx, sio.out, nr); err != nil {
+			return fmt.Errorf("%s: %w", args[0], err)
+		}
+	}
+	if !found {
+		return fmt.Errorf("path '%s' does not exist in the archive", args[1])
+	}
+	return nil
+}
+
+func copyContext(ctx context.Context, w io.Writer, r io.Reader) (int64, error) {
+	return io.Copy(w, ctxReader{ctx, r})
+}
+
+// ctxReader stops a long copy when its context is cancelled.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, errors.New("interrupted")
+	}
+	return c.r.Read(p)
+}

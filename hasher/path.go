@@ -1,0 +1,103 @@
+package hasher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/minio/sha256-simd"
+	"github.com/narhash/narhash/nar"
+)
+
+// Options tune HashPath. The zero value is ready to use.
+type Options struct {
+	// Readers is the number of goroutines reading files ahead of the
+	// hash; 0 means runtime.GOMAXPROCS(0).
+	Readers int
+	// Attempts is how many times a tree that changes while it is read is
+	// hashed again before giving up; 0 means 3.
+	Attempts int
+}
+
+// A Result is the NAR hash of a path and what was learnt computing it.
+type Result struct {
+	Hash        Hash  // SHA-256 of the NAR
+	NARSize     int64 // bytes of NAR hashed
+	Fingerprint nar.Fingerprint
+	Stats       nar.DumpStats
+}
+
+// HashPath returns the SHA-256 of the NAR serialisation of path, what
+// `nix-hash --type sha256 path` and `nix hash path` compute. The NAR is
+// streamed into the hash, never held in memory. If the tree changes while
+// it is read, it is hashed again, up to opt.Attempts times, and then the
+// error matches nar.ErrChanged: a hash of a torn read is never returned.
+func HashPath(ctx context.Context, path string, opt *Options) (Result, error) {
+	attempts, dopt := 3, &nar.DumpOptions{}
+	if opt != nil {
+		if opt.Attempts > 0 {
+			attempts = opt.Attempts
+		}
+		dopt.Readers = opt.Readers
+	}
+	h := sha256.New()
+	for try := 1; ; try++ {
+		h.Reset()
+		res, err := nar.Dump(ctx, h, path, dopt)
+		if err == nil {
+			return Result{Hash{SHA256, h.Sum(nil)}, res.Size, res.Fingerprint, res.DumpStats}, nil
+		}
+		if !errors.Is(err, nar.ErrChanged) || try >= attempts || ctx.Err() != nil {
+			if errors.Is(err, nar.ErrChanged) {
+				return Result{}, fmt.Errorf("%w; gave up after %d attempts: hash it again once it is quiet", err, try)
+			}
+			return Result{}, err
+		}
+	}
+}
+
+// HashFile returns the hash of the contents of the file at path (following
+// symlinks), what `nix hash file` computes, and its size. It fails with
+// nar.ErrChanged if the file changed while it was read.
+func HashFile(ctx context.Context, path string, algo Algo) (Hash, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Hash{}, 0, err
+	}
+	defer f.Close()
+	before, err := f.Stat()
+	if err != nil {
+		return Hash{}, 0, err
+	}
+	if !before.Mode().IsRegular() {
+		return Hash{}, 0, fmt.Errorf("hash %s: not a regular file: --flat hashes a file's contents", path)
+	}
+	h := algo.New()
+	n, err := io.Copy(h, ctxReader{ctx, f})
+	if err != nil {
+		return Hash{}, 0, fmt.Errorf("hash %s: %w", path, err)
+	}
+	after, err := f.Stat()
+	if err != nil {
+		return Hash{}, 0, err
+	}
+	if n != before.Size() || after.Size() != before.Size() || !after.ModTime().Equal(before.ModTime()) {
+		return Hash{}, 0, fmt.Errorf("hash %s: %w", path, nar.ErrChanged)
+	}
+	return Hash{algo, h.Sum(nil)}, n, nil
+}
+
+// ctxReader stops a long copy when its context is cancelled.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

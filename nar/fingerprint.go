@@ -1,0 +1,69 @@
+package nar
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"hash"
+)
+
+// A Fingerprint sums up the lstat data of every entry of a tree, in NAR
+// order: name, type and mode, size, mtime, ctime and inode. Two stat walks
+// that give the same Fingerprint saw the same metadata, so a hash recorded
+// with it can be trusted without rereading the contents, unless an entry
+// was modified within the clock granularity of the moment it was recorded
+// (see [Fingerprint.Racy]).
+type Fingerprint struct {
+	Digest  [sha256.Size]byte
+	Entries int64 // files, directories and symlinks, the root included
+	// Newest is the latest mtime or ctime of any entry, in nanoseconds
+	// since the epoch.
+	Newest int64
+}
+
+// Racy reports whether a hash recorded at recorded (nanoseconds since the
+// epoch) with this fingerprint cannot be trusted by stat alone: an entry
+// was changed so close to that moment that a later change within the same
+// clock tick would leave its timestamps equal (git's "racy git" rule).
+func (f Fingerprint) Racy(recorded int64) bool {
+	const tick = 10_000_000 // 10 ms: coarser than any kernel's timestamp clock
+	return f.Newest+tick >= recorded
+}
+
+// fingerprinter accumulates a Fingerprint.
+type fingerprinter struct {
+	h       hash.Hash
+	rec     [64]byte
+	entries int64
+	newest  int64
+}
+
+func newFingerprinter() *fingerprinter { return &fingerprinter{h: sha256.New()} }
+
+const (
+	fpEntry  = 'e'
+	fpDirEnd = ')'
+)
+
+// add records one entry: its name (empty for the root) and its lstat data.
+func (f *fingerprinter) add(name []byte, fi *fileInfo) {
+	r := f.rec[:0]
+	r = append(r, fpEntry)
+	r = binary.LittleEndian.AppendUint32(r, fi.mode)
+	r = binary.LittleEndian.AppendUint64(r, uint64(fi.size))
+	r = binary.LittleEndian.AppendUint64(r, uint64(fi.mtime))
+	r = binary.LittleEndian.AppendUint64(r, uint64(fi.ctime))
+	r = binary.LittleEndian.AppendUint64(r, fi.ino)
+	r = binary.LittleEndian.AppendUint16(r, uint16(len(name)))
+	f.h.Write(r)
+	f.h.Write(name)
+	f.entries++
+	f.newest = max(f.newest, fi.mtime, fi.ctime)
+}
+
+func (f *fingerprinter) endDir() { f.h.Write([]byte{fpDirEnd}) }
+
+func (f *fingerprinter) sum() Fingerprint {
+	fp := Fingerprint{Entries: f.entries, Newest: f.newest}
+	f.h.Sum(fp.Digest[:0])
+	return fp
+}

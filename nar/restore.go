@@ -1,0 +1,185 @@
+package nar
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrExist is matched by the error of Restore when the destination exists.
+var ErrExist = fs.ErrExist
+
+// Restore unpacks the archive read from r into the new path dest, as
+// `nix-store --restore dest` does: files are created 0666 and executables
+// 0777 (both less the umask), directories 0777 less the umask, symlinks as
+// they are.
+//
+// It is all or nothing. The archive is unpacked into a temporary sibling
+// of dest, every node created relative to its parent's descriptor and
+// never through a symlink, and renamed to dest only once the whole archive,
+// up to its last byte, has checked out. On any error the sibling is
+// removed and dest does not exist; nothing is ever written outside it.
+// An existing dest is an error matching ErrExist.
+func Restore(r io.Reader, dest string) (err error) {
+	dest = filepath.Clean(dest)
+	if _, err := os.Lstat(dest); err == nil {
+		return fmt.Errorf("restore %s: %w: choose a path that does not exist yet", dest, ErrExist)
+	}
+	parentPath, base := filepath.Split(dest)
+	if parentPath == "" {
+		parentPath = "."
+	}
+	parent, err := unix.Open(parentPath, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("restore %s: open parent directory: %w", dest, err)
+	}
+	defer unix.Close(parent)
+
+	var rnd [6]byte
+	rand.Read(rnd[:])
+	tmp := "." + base + ".narhash-restore-" + hex.EncodeToString(rnd[:])
+	rs := &restorer{nr: NewReader(r), root: parent, tmp: tmp}
+	defer func() {
+		rs.closeAll()
+		if err != nil && rs.created {
+			os.RemoveAll(filepath.Join(parentPath, tmp))
+		}
+	}()
+	if err := rs.run(); err != nil {
+		return fmt.Errorf("restore %s: %w", dest, err)
+	}
+	if err := unix.Renameat2(parent, tmp, parent, base, unix.RENAME_NOREPLACE); err != nil {
+		if err == unix.EEXIST {
+			return fmt.Errorf("restore %s: %w (it appeared while restoring)", dest, ErrExist)
+		}
+		if err != unix.EINVAL && err != unix.ENOSYS {
+			return fmt.Errorf("restore %s: rename into place: %w", dest, err)
+		}
+		// The filesystem cannot rename without replacing: check, then rename.
+		if _, serr := os.Lstat(dest); serr == nil {
+			return fmt.Errorf("restore %s: %w (it appeared while restoring)", dest, ErrExist)
+		}
+		if err := unix.Renameat(parent, tmp, parent, base); err != nil {
+			return fmt.Errorf("restore %s: rename into place: %w", dest, err)
+		}
+	}
+	return nil
+}
+
+type restorer struct {
+	nr      *Reader
+	root    int    // the descriptor of dest's parent
+	tmp     string // the temporary name of the root there
+	created bool   // the root exists and must be removed on failure
+	dirs    []openDir
+	buf     []byte
+}
+
+type openDir struct {
+	path string // archive path, "" for the root
+	fd   int
+}
+
+func (rs *restorer) run() error {
+	for {
+		hdr, err := rs.nr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		dirfd, name := rs.root, rs.tmp
+		path := ""
+		if hdr.Path != "/" {
+			path = hdr.Path
+			slash := strings.LastIndexByte(path, '/')
+			for len(rs.dirs) > 0 && rs.dirs[len(rs.dirs)-1].path != path[:slash] {
+				rs.pop()
+			}
+			if len(rs.dirs) == 0 {
+				return errors.New("nar: restore lost its place in the archive") // unreachable for a valid archive
+			}
+			dirfd, name = rs.dirs[len(rs.dirs)-1].fd, path[slash+1:]
+		}
+		if err := rs.create(dirfd, name, path, hdr); err != nil {
+			return err
+		}
+		rs.created = true
+	}
+}
+
+func (rs *restorer) create(dirfd int, name, path string, hdr *Header) error {
+	shown := path
+	if shown == "" {
+		shown = "/"
+	}
+	switch hdr.Type {
+	case TypeDirectory:
+		if err := unix.Mkdirat(dirfd, name, 0o777); err != nil {
+			return fmt.Errorf("create directory %s: %w", shown, err)
+		}
+		fd, err := unix.Openat(dirfd, name, openDirFlags, 0)
+		if err != nil {
+			return fmt.Errorf("open directory %s: %w", shown, err)
+		}
+		rs.dirs = append(rs.dirs, openDir{path, fd})
+	case TypeSymlink:
+		if err := unix.Symlinkat(hdr.LinkTarget, dirfd, name); err != nil {
+			return fmt.Errorf("create symlink %s: %w", shown, err)
+		}
+	case TypeRegular:
+		fd, err := unix.Openat(dirfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o666)
+		if err != nil {
+			return fmt.Errorf("create file %s: %w", shown, err)
+		}
+		f := os.NewFile(uintptr(fd), shown)
+		err = rs.fill(f, hdr)
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("write file %s: %w", shown, cerr)
+		}
+		return err
+	}
+	return nil
+}
+
+func (rs *restorer) fill(f *os.File, hdr *Header) error {
+	if rs.buf == nil {
+		rs.buf = make([]byte, 256<<10)
+	}
+	if _, err := io.CopyBuffer(struct{ io.Writer }{f}, struct{ io.Reader }{rs.nr}, rs.buf); err != nil {
+		if errors.Is(err, ErrFormat) {
+			return err
+		}
+		return fmt.Errorf("write file %s: %w", f.Name(), err)
+	}
+	if hdr.Executable {
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+			return fmt.Errorf("stat file %s: %w", f.Name(), err)
+		}
+		if err := unix.Fchmod(int(f.Fd()), st.Mode&0o7777|0o111); err != nil {
+			return fmt.Errorf("make %s executable: %w", f.Name(), err)
+		}
+	}
+	return nil
+}
+
+func (rs *restorer) pop() {
+	unix.Close(rs.dirs[len(rs.dirs)-1].fd)
+	rs.dirs = rs.dirs[:len(rs.dirs)-1]
+}
+
+func (rs *restorer) closeAll() {
+	for len(rs.dirs) > 0 {
+		rs.pop()
+	}
+}

@@ -1,0 +1,140 @@
+package nar
+
+// The system calls of the dump's hot path. Names are passed as pointers to
+// NUL-terminated bytes the caller already holds (a getdents buffer, a
+// batch's name arena), so that no call allocates.
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	openFileFlags = unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NOCTTY | unix.O_NONBLOCK
+	openDirFlags  = unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_DIRECTORY
+)
+
+func openat(dirfd int, name *byte, flags int) (int, error) {
+	for {
+		fd, _, e := unix.Syscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(name)), uintptr(flags), 0, 0, 0)
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return -1, e
+		}
+		return int(fd), nil
+	}
+}
+
+func fstatat(dirfd int, name *byte, st *unix.Stat_t) error {
+	for {
+		_, _, e := unix.Syscall6(unix.SYS_NEWFSTATAT, uintptr(dirfd), uintptr(unsafe.Pointer(name)), uintptr(unsafe.Pointer(st)), unix.AT_SYMLINK_NOFOLLOW, 0, 0)
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return e
+		}
+		return nil
+	}
+}
+
+func readlinkat(dirfd int, name *byte, buf []byte) (int, error) {
+	for {
+		n, _, e := unix.Syscall6(unix.SYS_READLINKAT, uintptr(dirfd), uintptr(unsafe.Pointer(name)), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0, 0)
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0, e
+		}
+		return int(n), nil
+	}
+}
+
+func fstat(fd int, st *unix.Stat_t) error {
+	for {
+		err := unix.Fstat(fd, st)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// readFull reads len(p) bytes from fd, or fewer if the file ends first.
+func readFull(fd int, p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := unix.Read(fd, p[n:])
+		if err == unix.EINTR || err == unix.EAGAIN {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+	}
+	return n, nil
+}
+
+func getdents(fd int, buf []byte) (int, error) {
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
+}
+
+func closeFD(fd int) { unix.Close(fd) }
+
+// cstring returns a NUL-terminated copy of s, for the root path.
+func cstring(s string) []byte { return append([]byte(s), 0) }
+
+// fileInfo is what the dump keeps of an lstat or fstat.
+type fileInfo struct {
+	mode  uint32
+	size  int64
+	mtime int64 // nanoseconds since the epoch
+	ctime int64
+	ino   uint64
+}
+
+func infoOf(st *unix.Stat_t) fileInfo {
+	return fileInfo{
+		mode:  st.Mode,
+		size:  st.Size,
+		mtime: st.Mtim.Nano(),
+		ctime: st.Ctim.Nano(),
+		ino:   st.Ino,
+	}
+}
+
+// Kinds of file, from the mode's type bits.
+const (
+	modeType = unix.S_IFMT
+	modeReg  = unix.S_IFREG
+	modeDir  = unix.S_IFDIR
+	modeLnk  = unix.S_IFLNK
+	modeExec = unix.S_IXUSR
+)
+
+// typeWord names a mode's file type for error messages.
+func typeWord(mode uint32) string {
+	switch mode & modeType {
+	case unix.S_IFIFO:
+		return "named pipe (FIFO)"
+	case unix.S_IFSOCK:
+		return "socket"
+	case unix.S_IFCHR:
+		return "character device"
+	case unix.S_IFBLK:
+		return "block device"
+	}
+	return "unknown type"
+}

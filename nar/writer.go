@@ -1,0 +1,364 @@
+package nar
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// ErrWriteTooLong is returned by [Writer.Write] when more bytes are written
+// than the size announced by [Writer.File].
+var ErrWriteTooLong = errors.New("nar: write too long")
+
+// writerBufSize is the size of the buffer that gathers tokens and small
+// contents into few large writes to the underlying writer.
+const writerBufSize = 16 << 10
+
+type writerState uint8
+
+const (
+	wantNode writerState = iota // File, Symlink or Directory
+	inFile                      // Write, until the announced size is reached
+	inDir                       // Entry or EndDirectory
+	done                        // the root node is complete; only Close
+)
+
+var stateWords = [...]string{
+	wantNode: "where a node (file, symlink or directory) is due",
+	inFile:   "while file contents are due",
+	inDir:    "inside a directory, where an entry or its end is due",
+	done:     "after the archive's root node is complete",
+}
+
+// A Writer produces a NAR, synchronously and in order: the root node, and
+// inside each directory its entries in strictly ascending byte order.
+//
+//	w := nar.NewWriter(out)
+//	w.Directory()
+//	w.Entry("hello")
+//	w.File(false, 5)
+//	w.Write([]byte("hello"))
+//	w.EndDirectory()
+//	w.Close()
+//
+// Like [archive/tar.Writer], the first error is sticky: every later call
+// returns it. A Writer checks every rule a strict reader enforces (names,
+// targets, order, sizes), so it never produces an archive that does not
+// read back. It buffers output; [Writer.Close] flushes it. Once past the
+// first directory levels, no call allocates.
+type Writer struct {
+	w         io.Writer
+	buf       []byte
+	off       int64 // bytes of archive produced so far, buffered or not
+	err       error
+	state     writerState
+	remaining int64 // contents still due for the current file
+	pad       int   // padding after the current file's contents
+	dirs      []dirFrame
+	pathLen   int // length of the path of the node being begun
+}
+
+// dirFrame is one open directory.
+type dirFrame struct {
+	pathLen int    // length of the directory's path inside the archive
+	prev    []byte // the previous entry's name, for the order check
+	entries bool   // at least one entry has been started
+}
+
+// NewWriter returns a Writer that writes a NAR to w. Nothing is written
+// until the root node is begun.
+func NewWriter(w io.Writer) *Writer {
+	return &Writer{w: w, buf: make([]byte, 0, writerBufSize)}
+}
+
+// Reset discards the Writer's state and makes it write a new archive to w,
+// reusing its buffers.
+func (w *Writer) Reset(dst io.Writer) {
+	w.w = dst
+	w.buf = w.buf[:0]
+	w.off = 0
+	w.err = nil
+	w.state = wantNode
+	w.remaining = 0
+	w.pad = 0
+	w.dirs = w.dirs[:0]
+	w.pathLen = 0
+}
+
+// Offset returns the number of bytes of archive produced so far. After
+// File it is the offset of the file's first content byte (the narOffset of
+// `nix nar ls --json`); after Close it is the archive's size.
+func (w *Writer) Offset() int64 { return w.off }
+
+// File begins a regular file of size bytes, to be given by [Writer.Write].
+func (w *Writer) File(executable bool, size int64) error {
+	if err := w.beginNode("File"); err != nil {
+		return err
+	}
+	if size < 0 {
+		return w.fail(fmt.Errorf("nar: negative file size %d", size))
+	}
+	if executable {
+		w.emit(tokExe)
+	} else {
+		w.emit(tokReg)
+	}
+	w.emitUint(uint64(size))
+	w.remaining = size
+	w.pad = padLen(uint64(size))
+	w.state = inFile
+	if size == 0 {
+		w.endFile()
+	}
+	return w.err
+}
+
+// Write writes contents of the current file. Writing more than the size
+// given to File fails with ErrWriteTooLong and writes nothing.
+func (w *Writer) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.state != inFile {
+		return 0, w.misuse("Write")
+	}
+	if int64(len(p)) > w.remaining {
+		return 0, w.fail(ErrWriteTooLong)
+	}
+	w.emitContents(p)
+	w.remaining -= int64(len(p))
+	if w.remaining == 0 {
+		w.endFile()
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	return len(p), nil
+}
+
+// Symlink writes a symlink node pointing at target, which is stored as it
+// is, never resolved.
+func (w *Writer) Symlink(target string) error { return symlink(w, target) }
+
+func symlink[S ~string | ~[]byte](w *Writer, target S) error {
+	if err := w.beginNode("Symlink"); err != nil {
+		return err
+	}
+	if why := checkTarget(target); why != "" {
+		return w.fail(fmt.Errorf("nar: symlink %q: %s", target, why))
+	}
+	w.emit(tokSym)
+	emitString(w, target)
+	w.emit(tokPar)
+	w.endNode()
+	return w.err
+}
+
+// Directory begins a directory node. Its entries follow through
+// [Writer.Entry]; [Writer.EndDirectory] ends it.
+func (w *Writer) Directory() error {
+	if err := w.beginNode("Directory"); err != nil {
+		return err
+	}
+	w.emit(tokDir)
+	if len(w.dirs) < cap(w.dirs) {
+		w.dirs = w.dirs[:len(w.dirs)+1]
+		top := &w.dirs[len(w.dirs)-1]
+		top.pathLen, top.prev, top.entries = w.pathLen, top.prev[:0], false
+	} else {
+		w.dirs = append(w.dirs, dirFrame{pathLen: w.pathLen})
+	}
+	w.state = inDir
+	return w.err
+}
+
+// Entry begins the entry called name in the current directory; its node
+// (File, Symlink or Directory) must follow. Names must be valid and
+// strictly ascending in byte order.
+func (w *Writer) Entry(name string) error { return entry(w, name) }
+
+func entry[S ~string | ~[]byte](w *Writer, name S) error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.state != inDir {
+		return w.misuse("Entry")
+	}
+	if why := checkName(name); why != "" {
+		return w.fail(fmt.Errorf("nar: entry %q: %s", name, why))
+	}
+	top := &w.dirs[len(w.dirs)-1]
+	if top.pathLen+1+len(name) > MaxPathLen {
+		return w.fail(fmt.Errorf("nar: entry %q: path longer than 64 KiB: the tree nests too deep", name))
+	}
+	if top.entries {
+		if compareName(top.prev, name) >= 0 {
+			return w.fail(fmt.Errorf("nar: entry %q is not after %q: entries must be in ascending byte order", name, top.prev))
+		}
+		w.emit(tokPar)
+	}
+	top.prev = append(top.prev[:0], name...)
+	top.entries = true
+	w.pathLen = top.pathLen + 1 + len(name)
+	w.emit(tokEnt)
+	emitString(w, name)
+	w.emit(tokNod)
+	w.state = wantNode
+	return w.err
+}
+
+// compareName compares like bytes.Compare, for either kind of name.
+func compareName[S ~string | ~[]byte](a []byte, b S) int {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		if a[i] != b[i] {
+			if a[i] < b[i] {
+				return -1
+			}
+			return 1
+		}
+	}
+	return cmpInt(len(a), len(b))
+}
+
+func cmpInt(a, b int) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// EndDirectory ends the current directory.
+func (w *Writer) EndDirectory() error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.state != inDir {
+		return w.misuse("EndDirectory")
+	}
+	if w.dirs[len(w.dirs)-1].entries {
+		w.emit(tokPar)
+	}
+	w.emit(tokPar)
+	w.dirs = w.dirs[:len(w.dirs)-1]
+	w.endNode()
+	return w.err
+}
+
+// Close checks that the archive is complete and flushes it to the
+// underlying writer, which it does not close.
+func (w *Writer) Close() error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.state != done {
+		return w.fail(fmt.Errorf("nar: Close called %s: archive incomplete", stateWords[w.state]))
+	}
+	w.flush()
+	return w.err
+}
+
+func (w *Writer) beginNode(op string) error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.state != wantNode {
+		return w.misuse(op)
+	}
+	if w.off == 0 {
+		w.emit(tokNAR)
+	}
+	return nil
+}
+
+// endFile closes a file whose contents are all written.
+func (w *Writer) endFile() {
+	if w.pad > 0 {
+		w.emitBytes(zeros[:w.pad])
+	}
+	w.emit(tokPar)
+	w.endNode()
+}
+
+// endNode moves on after a node is complete.
+func (w *Writer) endNode() {
+	if len(w.dirs) == 0 {
+		w.state = done
+	} else {
+		w.state = inDir
+	}
+}
+
+func (w *Writer) misuse(op string) error {
+	return w.fail(fmt.Errorf("nar: %s called %s", op, stateWords[w.state]))
+}
+
+func (w *Writer) fail(err error) error {
+	if w.err == nil {
+		w.err = err
+	}
+	return w.err
+}
+
+func (w *Writer) emit(tok string) {
+	w.buf = append(w.buf, tok...)
+	w.off += int64(len(tok))
+	if len(w.buf) >= writerBufSize {
+		w.flush()
+	}
+}
+
+func (w *Writer) emitBytes(p []byte) {
+	w.buf = append(w.buf, p...)
+	w.off += int64(len(p))
+	if len(w.buf) >= writerBufSize {
+		w.flush()
+	}
+}
+
+func (w *Writer) emitUint(n uint64) {
+	w.buf = binary.LittleEndian.AppendUint64(w.buf, n)
+	w.off += 8
+}
+
+// emitString writes a length-prefixed, padded string.
+func emitString[S ~string | ~[]byte](w *Writer, s S) {
+	w.emitUint(uint64(len(s)))
+	w.buf = append(w.buf, s...)
+	w.buf = append(w.buf, zeros[:padLen(uint64(len(s)))]...)
+	w.off += int64(len(s) + padLen(uint64(len(s))))
+	if len(w.buf) >= writerBufSize {
+		w.flush()
+	}
+}
+
+// emitContents gathers small contents into the buffer and hands large ones
+// to the underlying writer directly.
+func (w *Writer) emitContents(p []byte) {
+	if len(w.buf)+len(p) <= writerBufSize {
+		w.emitBytes(p)
+		return
+	}
+	w.flush()
+	if w.err != nil {
+		return
+	}
+	if _, err := w.w.Write(p); err != nil {
+		w.fail(err)
+		return
+	}
+	w.off += int64(len(p))
+}
+
+func (w *Writer) flush() {
+	if w.err != nil || len(w.buf) == 0 {
+		return
+	}
+	if _, err := w.w.Write(w.buf); err != nil {
+		w.fail(err)
+	}
+	w.buf = w.buf[:0]
+}
