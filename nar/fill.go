@@ -92,6 +92,10 @@ type pipeline struct {
 	free  chan *batch // writer -> walker, batches to reuse
 }
 
+// testHookRead, when set, runs after a file's contents are read and
+// before the file is stat'ed again: tests change files there.
+var testHookRead func(path string)
+
 var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
 
 // fill reads the contents of a batch's files. It always closes b.ready.
@@ -128,6 +132,9 @@ func readSmall(b *batch, it *item) error {
 	}
 	if n < len(dst) {
 		return fileChanged(b, it, "shrank")
+	}
+	if testHookRead != nil {
+		testHookRead(itemPath(b, it))
 	}
 	return checkAfter(b, it, fd)
 }
@@ -176,6 +183,9 @@ func fillBig(ctx context.Context, b *batch) {
 			return
 		}
 		left -= int64(n)
+	}
+	if testHookRead != nil {
+		testHookRead(itemPath(b, it))
 	}
 	if err := checkAfter(b, it, fd); err != nil {
 		send(chunk{err: err})

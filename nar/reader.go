@@ -127,7 +127,7 @@ func (r *Reader) Next() (*Header, error) {
 
 func (r *Reader) next() (*Header, error) {
 	if r.inFile {
-		if _, err := io.CopyN(io.Discard, readerOnly{r}, r.remaining); err != nil {
+		if err := r.skip(); err != nil {
 			return nil, err
 		}
 	}
@@ -304,10 +304,20 @@ func (r *Reader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// readerOnly hides Reader's other methods from io.CopyN.
-type readerOnly struct{ r *Reader }
-
-func (o readerOnly) Read(p []byte) (int, error) { return o.r.Read(p) }
+// skip discards the rest of the current file's contents.
+func (r *Reader) skip() error {
+	for r.remaining > 0 {
+		n, err := r.br.Discard(int(min(r.remaining, 1<<30)))
+		r.off += int64(n)
+		r.remaining -= int64(n)
+		if err == io.EOF {
+			return r.truncated()
+		} else if err != nil {
+			return r.ioError(err)
+		}
+	}
+	return r.endFile()
+}
 
 // endFile reads the padding and ")" after a file's contents.
 func (r *Reader) endFile() error {

@@ -49,7 +49,7 @@ func Restore(r io.Reader, dest string) (err error) {
 	rs := &restorer{nr: NewReader(r), root: parent, tmp: tmp}
 	defer func() {
 		rs.closeAll()
-		if err != nil && rs.created {
+		if err != nil { // tmp is a fresh random name: whatever is there is ours
 			os.RemoveAll(filepath.Join(parentPath, tmp))
 		}
 	}()
@@ -76,10 +76,9 @@ func Restore(r io.Reader, dest string) (err error) {
 
 type restorer struct {
 	nr      *Reader
-	root    int    // the descriptor of dest's parent
-	tmp     string // the temporary name of the root there
-	created bool   // the root exists and must be removed on failure
-	dirs    []openDir
+	root int    // the descriptor of dest's parent
+	tmp  string // the temporary name of the root there
+	dirs []openDir
 	buf     []byte
 }
 
@@ -113,7 +112,6 @@ func (rs *restorer) run() error {
 		if err := rs.create(dirfd, name, path, hdr); err != nil {
 			return err
 		}
-		rs.created = true
 	}
 }
 

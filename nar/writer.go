@@ -120,6 +120,9 @@ func (w *Writer) Write(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
 	}
+	if len(p) == 0 {
+		return 0, nil
+	}
 	if w.state != inFile {
 		return 0, w.misuse("Write")
 	}

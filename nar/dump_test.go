@@ -1,0 +1,272 @@
+package nar
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/narhash/narhash/nar/nartest"
+)
+
+func dumpBytes(t *testing.T, path string, readers int) ([]byte, DumpResult) {
+	t.Helper()
+	var b bytes.Buffer
+	res, err := Dump(context.Background(), &b, path, &DumpOptions{Readers: readers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Size != int64(b.Len()) {
+		t.Errorf("result size %d, wrote %d", res.Size, b.Len())
+	}
+	return b.Bytes(), res
+}
+
+// TestDumpMatchesNixFixture rebuilds the tree gen.sh gave Nix and compares
+// our dump with the archive Nix wrote.
+func TestDumpMatchesNixFixture(t *testing.T) {
+	root := filepath.Join(nartest.TempDir(t), "mixed")
+	b := &nartest.Builder{Root: root}
+	b.Dir("sub/deeper")
+	b.File("run.sh", []byte("#!/bin/sh\necho hi\n"), 0o755)
+	b.File("B", []byte("x"), 0o644)
+	b.File("_", []byte("yy"), 0o644)
+	b.File("a", nil, 0o644)
+	b.File("sub/eight", []byte("12345678"), 0o644)
+	b.File("sub/nine", []byte("123456789"), 0o644)
+	b.Symlink("../run.sh", "sub/link")
+	b.File("caf\xc3\xa9", []byte("caf\xc3\xa9"), 0o644)
+	b.File("\xff\xfe", []byte("raw"), 0o644)
+	must(t, b.Err)
+	want, err := os.ReadFile("../testdata/mixed.nar")
+	must(t, err)
+	got, _ := dumpBytes(t, root, 0)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("dump differs from Nix's mixed.nar")
+	}
+}
+
+func edgeTree(t *testing.T) string {
+	t.Helper()
+	root := filepath.Join(nartest.TempDir(t), "edge")
+	must(t, os.Mkdir(root, 0o755))
+	must(t, nartest.EdgeCases(root))
+	return root
+}
+
+func TestDumpReadersAgree(t *testing.T) {
+	root := edgeTree(t)
+	want, res := dumpBytes(t, root, 1)
+	for _, readers := range []int{2, 3, 8} {
+		got, res2 := dumpBytes(t, root, readers)
+		if !bytes.Equal(got, want) {
+			t.Errorf("%d readers: archive differs from 1 reader's", readers)
+		}
+		if res2.Fingerprint != res.Fingerprint {
+			t.Errorf("%d readers: fingerprint differs", readers)
+		}
+	}
+	if out, err := copyArchive(want); err != nil || !bytes.Equal(out, want) {
+		t.Errorf("dump does not read back: %v", err)
+	}
+}
+
+func TestFingerprint(t *testing.T) {
+	root := edgeTree(t)
+	_, res := dumpBytes(t, root, 0)
+	fp, stats, err := StatTree(context.Background(), root)
+	must(t, err)
+	if fp != res.Fingerprint || stats != res.DumpStats {
+		t.Fatalf("StatTree %+v %+v, Dump %+v %+v", fp, stats, res.Fingerprint, res.DumpStats)
+	}
+	for _, change := range []func(){
+		func() { os.WriteFile(filepath.Join(root, "names/a"), []byte("A"), 0o644) },
+		func() { os.Chmod(filepath.Join(root, "modes/0644"), 0o755) },
+		func() { os.Remove(filepath.Join(root, "links/loop")) },
+		func() { os.Mkdir(filepath.Join(root, "empty/new"), 0o755) },
+	} {
+		change()
+		fp2, _, err := StatTree(context.Background(), root)
+		must(t, err)
+		if fp2.Digest == fp.Digest {
+			t.Errorf("fingerprint unchanged after a change")
+		}
+		fp = fp2
+	}
+}
+
+// TestTornRead changes a file after it is read and before it is stat'ed
+// again: the dump must fail with ErrChanged, whatever the change.
+func TestTornRead(t *testing.T) {
+	for _, tc := range []struct {
+		name, file string
+		change     func(path string) error
+	}{
+		{"append", "small", func(p string) error { return appendFile(p, "more") }},
+		{"same size, old mtime", "small", func(p string) error {
+			st, _ := os.Stat(p)
+			if err := os.WriteFile(p, []byte("XXXXXXXX"), 0o644); err != nil {
+				return err
+			}
+			return os.Chtimes(p, st.ModTime(), st.ModTime())
+		}},
+		{"truncate", "small", func(p string) error { return os.Truncate(p, 1) }},
+		{"replace", "small", func(p string) error { return os.Rename(p+".other", p) }},
+		{"delete", "small", os.Remove},
+		{"chmod", "small", func(p string) error { return os.Chmod(p, 0o755) }},
+		{"big append", "big", func(p string) error { return appendFile(p, "more") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := nartest.TempDir(t)
+			b := &nartest.Builder{Root: root}
+			b.File("small", []byte("12345678"), 0o644)
+			b.File("small.other", []byte("abcdefgh"), 0o644)
+			b.File("big", make([]byte, 2*bigFileSize), 0o644)
+			must(t, b.Err)
+			target := filepath.Join(root, tc.file)
+			testHookRead = func(path string) {
+				if path == target {
+					if err := tc.change(path); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+			defer func() { testHookRead = nil }()
+			_, err := Dump(context.Background(), io.Discard, root, nil)
+			if !errors.Is(err, ErrChanged) || !strings.Contains(err.Error(), target) {
+				t.Fatalf("got %v, want ErrChanged naming %s", err, target)
+			}
+		})
+	}
+}
+
+func appendFile(path, s string) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.WriteString(s)
+	return err
+}
+
+func TestUnsupportedType(t *testing.T) {
+	root := nartest.TempDir(t)
+	b := &nartest.Builder{Root: root}
+	b.Dir("a")
+	b.File("a/file", []byte("x"), 0o644)
+	b.Fifo("a/pipe")
+	must(t, b.Err)
+	for _, path := range []string{root, filepath.Join(root, "a/pipe")} {
+		_, err := Dump(context.Background(), io.Discard, path, nil)
+		if !errors.Is(err, ErrUnsupportedType) || !strings.Contains(err.Error(), filepath.Join(root, "a/pipe")) {
+			t.Errorf("dump %s: got %v, want ErrUnsupportedType naming the FIFO", path, err)
+		}
+	}
+}
+
+func TestDumpMissing(t *testing.T) {
+	_, err := Dump(context.Background(), io.Discard, "/nonexistent/path", nil)
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("got %v, want ErrNotExist", err)
+	}
+}
+
+// TestDumpReleasesEverything checks that success, failure and cancellation
+// all leave no goroutine and no file descriptor behind.
+func TestDumpReleasesEverything(t *testing.T) {
+	root := edgeTree(t)
+	fifoRoot := nartest.TempDir(t)
+	must(t, nartest.Random(fifoRoot, 5, 400))
+	b := &nartest.Builder{Root: fifoRoot}
+	b.Fifo("zzz-pipe")
+	must(t, b.Err)
+
+	goroutines, fds := runtime.NumGoroutine(), openFDs(t)
+	Dump(context.Background(), io.Discard, root, nil)
+	Dump(context.Background(), io.Discard, fifoRoot, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Dump(ctx, io.Discard, root, nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled dump: got %v", err)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	_, err := Dump(ctx, cancelAfter{cancel, new(int)}, root, nil)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("dump cancelled midway: got %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > goroutines && time.Now().Before(deadline) {
+		runtime.Gosched()
+		time.Sleep(time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > goroutines {
+		t.Errorf("%d goroutines left running (had %d)", n, goroutines)
+	}
+	if n := openFDs(t); n != fds {
+		t.Errorf("%d file descriptors open, had %d", n, fds)
+	}
+}
+
+// cancelAfter cancels its context on the third write.
+type cancelAfter struct {
+	cancel func()
+	n      *int
+}
+
+func (c cancelAfter) Write(p []byte) (int, error) {
+	if *c.n++; *c.n == 3 {
+		c.cancel()
+	}
+	return len(p), nil
+}
+
+func openFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	must(t, err)
+	return len(ents)
+}
+
+func TestRestoreRoundTrip(t *testing.T) {
+	root := edgeTree(t)
+	want, _ := dumpBytes(t, root, 0)
+	dest := filepath.Join(nartest.TempDir(t), "copy")
+	must(t, Restore(bytes.NewReader(want), dest))
+	got, _ := dumpBytes(t, dest, 0)
+	if !bytes.Equal(got, want) {
+		t.Fatal("restored tree dumps differently")
+	}
+	if err := Restore(bytes.NewReader(want), dest); !errors.Is(err, ErrExist) {
+		t.Errorf("restore over an existing path: got %v, want ErrExist", err)
+	}
+}
+
+// TestRestoreAllOrNothing restores broken archives: each must fail and
+// leave nothing behind, neither DEST nor a temporary sibling.
+func TestRestoreAllOrNothing(t *testing.T) {
+	root := edgeTree(t)
+	good, _ := dumpBytes(t, root, 0)
+	cases := map[string][]byte{"trailing": append(bytes.Clone(good), 0)}
+	for _, cut := range []int{0, 1, 100, len(good) / 2, len(good) - 1} {
+		cases["cut"+string(rune('0'+cut%10))+"/"+strings.Repeat("x", cut%3)] = good[:cut]
+	}
+	for _, tc := range malformed() {
+		cases[tc.name] = []byte(tc.nar)
+	}
+	for name, b := range cases {
+		parent := nartest.TempDir(t)
+		dest := filepath.Join(parent, "dest")
+		if err := Restore(bytes.NewReader(b), dest); err == nil {
+			t.Errorf("%s: restore succeeded", name)
+		}
+		if ents, _ := os.ReadDir(parent); len(ents) != 0 {
+			t.Errorf("%s: left %d entries behind, the first %q", name, len(ents), ents[0].Name())
+		}
+	}
+}
