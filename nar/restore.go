@@ -75,11 +75,11 @@ func Restore(r io.Reader, dest string) (err error) {
 }
 
 type restorer struct {
-	nr      *Reader
+	nr   *Reader
 	root int    // the descriptor of dest's parent
 	tmp  string // the temporary name of the root there
 	dirs []openDir
-	buf     []byte
+	buf  []byte
 }
 
 type openDir struct {
