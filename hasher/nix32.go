@@ -10,7 +10,12 @@ import (
 const nix32Alphabet = "0123456789abcdfghijklmnpqrsvwxyz"
 
 // Nix32Len returns the length of the nix32 encoding of n bytes.
-func Nix32Len(n int) int { return (n*8-1)/5 + 1 }
+func Nix32Len(n int) int {
+	if n == 0 {
+		return 0
+	}
+	return (n*8-1)/5 + 1
+}
 
 // EncodeNix32 encodes b in Nix's base 32, as nix-hash --base32 prints
 // hashes. The first character holds the top bits of the last byte.

@@ -100,6 +100,12 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 
 	nw := NewWriter(dst)
 	err := emit(ctx, nw, p)
+	if err == nil && walkErr != nil {
+		// The walker failed without getting its error into the order
+		// (the context was done); the close of p.order that ended emit
+		// makes walkErr safe to read here.
+		err = walkErr
+	}
 	if err == nil {
 		err = nw.Close()
 	}

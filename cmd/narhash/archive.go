@@ -41,7 +41,7 @@ Example:
 			run: runRestore,
 		},
 		&command{
-			name: "ls", args: "[-R] [-l] [-d] [--json] NARFILE [PATH]",
+			name: "ls", args: "[-R] [-l] [-d] [--json] NARFILE|- [PATH]",
 			summary: "List PATH (default: the root) inside a NAR file, like nix nar ls.",
 			help: `The whole archive is checked first: a malformed one is an error (exit 1)
 naming the byte offset and the broken rule.
@@ -68,7 +68,7 @@ Examples:
 			run: runLs,
 		},
 		&command{
-			name: "cat", args: "NARFILE PATH",
+			name: "cat", args: "NARFILE|- PATH",
 			summary: "Print the contents of the regular file PATH inside a NAR file, like nix nar cat.",
 			help: `The whole archive is checked before anything is printed when NARFILE is a
 regular file; from a pipe, the contents stream and a later error still exits 1.
@@ -118,13 +118,18 @@ func runRestore(ctx context.Context, sio *stdio, o any, args []string) error {
 
 type lsOpts struct{ recursive, long, directory, json bool }
 
-func openListing(path string) (*nar.Listing, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
+// openListing lists the archive in the file path, or "-": standard input.
+func openListing(sio *stdio, path string) (*nar.Listing, error) {
+	var r io.Reader = sio.in
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
 	}
-	defer f.Close()
-	l, err := nar.List(f)
+	l, err := nar.List(r)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -143,7 +148,7 @@ func runLs(ctx context.Context, sio *stdio, o any, args []string) error {
 	if len(args) == 2 {
 		path = args[1]
 	}
-	root, err := openListing(args[0])
+	root, err := openListing(sio, args[0])
 	if err != nil {
 		return err
 	}
@@ -153,7 +158,12 @@ func runLs(ctx context.Context, sio *stdio, o any, args []string) error {
 	}
 	out := bufio.NewWriter(sio.out)
 	if opts.json {
-		out.Write(append(l.AppendJSON(nil, opts.recursive), '\n'))
+		// Nix ends the JSON without a newline; add one only for a person.
+		b := l.AppendJSON(nil, opts.recursive)
+		if f, ok := sio.out.(*os.File); ok && isTerminal(f) {
+			b = append(b, '\n')
+		}
+		out.Write(b)
 		return out.Flush()
 	}
 	rel := "."
@@ -208,6 +218,9 @@ func baseName(path string) string {
 func runCat(ctx context.Context, sio *stdio, _ any, args []string) error {
 	if len(args) != 2 {
 		return usagef("want NARFILE PATH, got %d arguments", len(args))
+	}
+	if args[0] == "-" {
+		return catStream(ctx, sio, sio.in, args)
 	}
 	f, err := os.Open(args[0])
 	if err != nil {
