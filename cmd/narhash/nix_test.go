@@ -96,6 +96,14 @@ func trees(t *testing.T) map[string]string {
 	out["root-symlink"] = filepath.Join(single, "link")
 	out["root-symlink-to-root"] = filepath.Join(single, "rootlink")
 	out["deep-subtree"] = filepath.Join(out["edge"], "d/d/d")
+	// Spellings of a path: a symlink to a directory with a trailing slash
+	// (followed, by Nix 2.8 too), "..", ".".
+	if err := os.Symlink(filepath.Join(out["edge"], "names"), filepath.Join(base, "dirlink")); err != nil {
+		t.Fatal(err)
+	}
+	out["symlink-slash"] = filepath.Join(base, "dirlink") + "/"
+	out["dotdot"] = filepath.Join(out["edge"], "names") + "/../links"
+	out["dot"] = filepath.Join(out["edge"], "modes") + "/./0744"
 	return out
 }
 
