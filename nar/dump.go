@@ -70,7 +70,7 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 	for range batchesInFlight {
 		p.free <- newBatch(arenaSize)
 	}
-	w := &walker{ctx: ctx, root: path, p: p, fp: newFingerprinter()}
+	w := &walker{ctx: ctx, root: path, p: p}
 
 	var wg sync.WaitGroup
 	var walkErr error
@@ -80,8 +80,7 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 			// Tell the writer in archive order: everything before the
 			// failure is still emitted, then this error.
 			b := newBatch(0)
-			b.err = walkErr
-			close(b.ready)
+			b.fail(walkErr)
 			select {
 			case p.order <- b:
 			case <-ctx.Done():
@@ -93,21 +92,21 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 	for range readers {
 		wg.Go(func() {
 			for b := range p.work {
-				fill(ctx, b)
+				fill(ctx, p, b)
 			}
 		})
 	}
 
-	nw := NewWriter(dst)
-	err := emit(ctx, nw, p)
+	e := &emitter{w: NewWriter(dst), fp: newFingerprinter()}
+	err := e.run(ctx, p)
 	if err == nil && walkErr != nil {
 		// The walker failed without getting its error into the order
-		// (the context was done); the close of p.order that ended emit
+		// (the context was done); the close of p.order that ended run
 		// makes walkErr safe to read here.
 		err = walkErr
 	}
 	if err == nil {
-		err = nw.Close()
+		err = e.w.Close()
 	}
 	cancel(err)
 	for range p.order { // unblock a walker still sending
@@ -116,76 +115,93 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 	if err != nil {
 		return DumpResult{}, err
 	}
-	return DumpResult{Size: nw.Offset(), Fingerprint: w.fp.sum(), DumpStats: w.count}, nil
+	return DumpResult{Size: e.w.Offset(), Fingerprint: e.fp.sum(), DumpStats: e.count}, nil
 }
 
-// emit writes the batches to the archive in order, as their contents
-// arrive.
-func emit(ctx context.Context, w *Writer, p *pipeline) error {
+// emitter writes the batches to the archive in order, as the readers
+// make their items ready, and sums up the fingerprint.
+type emitter struct {
+	w     *Writer
+	fp    *fingerprinter
+	count DumpStats
+}
+
+func (e *emitter) run(ctx context.Context, p *pipeline) error {
 	for b := range p.order {
-		select {
-		case <-b.ready:
-		case <-ctx.Done():
-			return context.Cause(ctx)
+		if err := e.batch(ctx, b); err != nil {
+			return err
 		}
-		if b.err != nil {
+		if len(b.arena) == arenaSize { // not the walker's error batch
+			p.free <- b
+		}
+	}
+	return nil
+}
+
+func (e *emitter) batch(ctx context.Context, b *batch) error {
+	done := 0
+	for i := range b.items {
+		for done <= i {
+			if done = int(b.done.Load()); done > i {
+				break
+			}
+			select {
+			case <-b.wake:
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			}
+		}
+		if done == len(b.items) && b.err != nil { // err is final once done is
 			return b.err
 		}
-		if b.big != nil {
-			if err := emitBig(ctx, w, b); err != nil {
-				return err
-			}
-		} else if err := emitItems(w, b); err != nil {
-			return err
-		}
-		p.free <- b
-	}
-	return nil
-}
-
-func emitItems(w *Writer, b *batch) error {
-	for i := range b.items {
-		it := &b.items[i]
-		if !it.root && it.op != opEndDir {
-			if err := entry(w, b.names[it.name.off:it.name.off+it.name.len]); err != nil {
-				return err
-			}
-		}
-		var err error
-		switch it.op {
-		case opFile:
-			if err = w.File(it.exec, it.size); err == nil && it.size > 0 {
-				_, err = w.Write(b.arena[it.data : it.data+int(it.size)])
-			}
-		case opSymlink:
-			err = symlink(w, b.names[it.target.off:it.target.off+it.target.len])
-		case opDir:
-			err = w.Directory()
-		case opEndDir:
-			err = w.EndDirectory()
-		}
-		if err != nil {
+		if err := e.item(ctx, b, &b.items[i]); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func emitBig(ctx context.Context, w *Writer, b *batch) error {
-	it := &b.items[0]
-	if !it.root {
-		if err := entry(w, b.names[it.name.off:it.name.off+it.name.len]); err != nil {
+func (e *emitter) item(ctx context.Context, b *batch, it *item) error {
+	var name []byte
+	if it.op != opEndDir {
+		if !it.root {
+			name = b.names[it.name.off : it.name.off+it.name.len]
+			if err := entry(e.w, name); err != nil {
+				return err
+			}
+		}
+		e.fp.add(name, &it.info)
+	}
+	switch it.op {
+	case opFile:
+		e.count.Files++
+		e.count.Bytes += it.info.size
+		if err := e.w.File(it.info.mode&modeExec != 0, it.info.size); err != nil {
 			return err
 		}
-	}
-	if err := w.File(it.exec, it.size); err != nil {
+		if it.stream != nil {
+			return e.stream(ctx, it)
+		}
+		_, err := e.w.Write(b.arena[it.data : it.data+int(it.info.size)])
 		return err
+	case opSymlink:
+		e.count.Symlinks++
+		return symlink(e.w, b.names[it.target.off:it.target.off+it.target.len])
+	case opDir:
+		e.count.Dirs++
+		return e.w.Directory()
 	}
+	e.fp.endDir()
+	return e.w.EndDirectory()
+}
+
+// stream writes a streamed file's chunks as they arrive.
+func (e *emitter) stream(ctx context.Context, it *item) error {
 	for {
 		var c chunk
 		var ok bool
 		select {
-		case c, ok = <-b.big:
+		case c, ok = <-it.stream:
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}
@@ -195,7 +211,7 @@ func emitBig(ctx context.Context, w *Writer, b *batch) error {
 		if c.err != nil {
 			return c.err
 		}
-		_, err := w.Write((*c.buf)[:c.n])
+		_, err := e.w.Write((*c.buf)[:c.n])
 		chunkPool.Put(c.buf)
 		if err != nil {
 			return err

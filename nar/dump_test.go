@@ -127,7 +127,7 @@ func TestTornRead(t *testing.T) {
 			b := &nartest.Builder{Root: root}
 			b.File("small", []byte("12345678"), 0o644)
 			b.File("small.other", []byte("abcdefgh"), 0o644)
-			b.File("big", make([]byte, 2*bigFileSize), 0o644)
+			b.File("big", make([]byte, 2*arenaSize+5), 0o644)
 			must(t, b.Err)
 			target := filepath.Join(root, tc.file)
 			testHookRead = func(path string) {

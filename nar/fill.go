@@ -5,20 +5,21 @@ import (
 	"fmt"
 	"io/fs"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
 
 // Sizes of the dump pipeline. Memory in use stays under
-// batchesInFlight*arenaSize + readers*(chunksInFlight+2)*chunkSize
-// whatever the tree (about 16 MiB with two readers).
+// batchesInFlight*arenaSize + streams*(chunksInFlight+2)*chunkSize, where
+// at most one stream per reader is open: about 48 MiB with two readers,
+// whatever the tree.
 const (
-	arenaSize       = 1 << 20   // contents of the small files of one batch
-	batchItems      = 512       // nodes in one batch
-	batchesInFlight = 8         // batches between the walker and the writer
-	bigFileSize     = 256 << 10 // larger files are streamed in chunks
-	chunkSize       = 256 << 10
-	chunksInFlight  = 4 // chunks of one big file read ahead of the writer
+	arenaSize       = 1 << 20 // contents of the small files of one batch
+	batchItems      = 512     // nodes in one batch at most
+	batchesInFlight = 8       // batches between the walker and the writer
+	chunkSize       = 4 << 20 // a streamed file travels in chunks this big
+	chunksInFlight  = 3       // chunks of one file read ahead of the writer
 )
 
 type itemOp uint8
@@ -35,28 +36,31 @@ type span struct{ off, len uint32 }
 // item is one step of the archive, in NAR order.
 type item struct {
 	op     itemOp
-	root   bool // the archive's root node: no entry name is written
-	exec   bool
-	name   span // in batch.names, NUL-terminated there
-	target span // symlinks: in batch.names
-	size   int64
-	data   int      // small files: offset of the contents in batch.arena
-	info   fileInfo // files: the walker's lstat, checked after reading
+	root   bool     // the archive's root node: no entry name is written
+	name   span     // in batch.names, NUL-terminated there
+	target span     // symlinks: in batch.names
+	info   fileInfo // lstat (symlinks), fstat (directories, and files once opened)
 	dir    *dirRef  // files: the directory to open the file in
+	data   int      // files read into the arena: offset of the contents
+	// stream carries the contents of a file too large for the arena,
+	// chunk by chunk, from its reader to the writer.
+	stream chan chunk
 }
 
-// A batch is a run of consecutive items. The walker fills in the items, a
-// reader the contents of their files, and the writer emits them in order.
+// A batch is a run of consecutive items. The walker fills in the items,
+// a reader opens and reads their files, and the writer emits them in
+// order, following the reader's progress.
 type batch struct {
 	items []item
 	names []byte
-	arena []byte
-	files int // small files to read into arena
-	// big, for a batch that is a single large file, carries its contents
-	// chunk by chunk from the reader to the writer.
-	big   chan chunk
-	ready chan struct{} // closed when the readers are done with the batch
-	err   error         // set before ready is closed
+	arena []byte // fixed length; the reader fills it from the start
+	files int    // files for a reader to read
+	// done counts the items ready for the writer: a file is ready once it
+	// is read into the arena, or once its stream is set up. The reader
+	// stores it after the item (release), the writer loads it (acquire).
+	done atomic.Int32
+	wake chan struct{} // a reader's nudge after done grows (capacity 1)
+	err  error         // set before done reaches len(items)
 }
 
 type chunk struct {
@@ -66,13 +70,33 @@ type chunk struct {
 }
 
 func newBatch(arena int) *batch {
-	return &batch{arena: make([]byte, 0, arena), ready: make(chan struct{})}
+	return &batch{arena: make([]byte, arena), wake: make(chan struct{}, 1)}
 }
 
 func (b *batch) reset() {
-	b.items, b.names, b.arena = b.items[:0], b.names[:0], b.arena[:0]
-	b.files, b.big, b.err = 0, nil, nil
-	b.ready = make(chan struct{})
+	b.items, b.names = b.items[:0], b.names[:0]
+	b.files, b.err = 0, nil
+	b.done.Store(0)
+	select {
+	case <-b.wake:
+	default:
+	}
+}
+
+// advance publishes that the first n items are ready.
+func (b *batch) advance(n int) {
+	b.done.Store(int32(n))
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// fail records err and releases the writer: everything after the failed
+// item is abandoned.
+func (b *batch) fail(err error) {
+	b.err = err
+	b.advance(len(b.items))
 }
 
 // releaseFiles drops the directory references of the files of a batch
@@ -90,6 +114,8 @@ type pipeline struct {
 	order chan *batch // walker -> writer, in NAR order
 	work  chan *batch // walker -> readers
 	free  chan *batch // writer -> walker, batches to reuse
+	// files and bytes read so far, for the walker to size batches.
+	files, bytes atomic.Int64
 }
 
 // testHookRead, when set, runs after a file's contents are read and
@@ -98,13 +124,11 @@ var testHookRead func(path string)
 
 var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
 
-// fill reads the contents of a batch's files. It always closes b.ready.
-func fill(ctx context.Context, b *batch) {
-	if b.big != nil {
-		fillBig(ctx, b)
-		return
-	}
-	defer close(b.ready)
+// fill opens and reads the files of a batch, in order, publishing its
+// progress as it goes.
+func fill(ctx context.Context, p *pipeline, b *batch) {
+	var files, bytes int64
+	used := 0 // of the arena; only this reader touches it
 	for i := range b.items {
 		it := &b.items[i]
 		if it.op != opFile {
@@ -114,102 +138,105 @@ func fill(ctx context.Context, b *batch) {
 			it.dir.release()
 			continue
 		}
-		b.err = readSmall(b, it)
+		size, err := readFile(ctx, b, i, &used)
+		if err != nil {
+			b.fail(err)
+			continue
+		}
+		files++
+		bytes += size
+	}
+	p.files.Add(files)
+	p.bytes.Add(bytes)
+	if b.err == nil {
+		b.advance(len(b.items))
 	}
 }
 
-// readSmall reads a whole file into the batch's arena.
-func readSmall(b *batch, it *item) error {
-	fd, err := openFile(b, it)
+// readFile opens the file of item i and reads it into the arena if it
+// fits after the used bytes, or else streams it to the writer.
+func readFile(ctx context.Context, b *batch, i int, used *int) (int64, error) {
+	it := &b.items[i]
+	name := b.names[it.name.off : it.name.off+it.name.len+1]
+	fd, err := openat(it.dir.fd, &name[0], openFileFlags|unix.O_NOATIME)
+	if err == unix.EPERM { // O_NOATIME is for the file's owner only
+		fd, err = openat(it.dir.fd, &name[0], openFileFlags)
+	}
+	it.dir.release() // it.dir.path stays valid for messages
 	if err != nil {
-		return err
+		switch err {
+		case unix.ENOENT, unix.ELOOP:
+			return 0, fileChanged(b, it, "was replaced or deleted")
+		}
+		return 0, &fs.PathError{Op: "open", Path: itemPath(b, it), Err: err}
 	}
 	defer closeFD(fd)
-	dst := b.arena[it.data : it.data+int(it.size)]
-	n, err := readFull(fd, dst)
-	if err != nil {
-		return &fs.PathError{Op: "read", Path: itemPath(b, it), Err: err}
+	var st unix.Stat_t
+	if err := fstat(fd, &st); err != nil {
+		return 0, &fs.PathError{Op: "fstat", Path: itemPath(b, it), Err: err}
 	}
-	if n < len(dst) {
-		return fileChanged(b, it, "shrank")
+	it.info = infoOf(&st)
+	if it.info.mode&modeType != modeReg {
+		return 0, fileChanged(b, it, "was replaced")
 	}
-	if testHookRead != nil {
-		testHookRead(itemPath(b, it))
+	size := it.info.size
+	if size <= int64(len(b.arena)-*used) {
+		it.data = *used
+		*used += int(size)
+		n, err := readFull(fd, b.arena[it.data:*used])
+		if err != nil {
+			return 0, &fs.PathError{Op: "read", Path: itemPath(b, it), Err: err}
+		}
+		if int64(n) < size {
+			return 0, fileChanged(b, it, "shrank")
+		}
+		return size, checkAfter(b, it, fd)
 	}
-	return checkAfter(b, it, fd)
-}
-
-// fillBig streams a large file to the writer in chunks.
-func fillBig(ctx context.Context, b *batch) {
-	defer close(b.big)
-	close(b.ready)
-	it := &b.items[0]
-	send := func(c chunk) bool {
+	// Too large for what is left of the arena: stream it. The writer
+	// may take the item as soon as its stream exists.
+	it.stream = make(chan chunk, chunksInFlight)
+	b.advance(i + 1)
+	defer close(it.stream)
+	if err := stream(ctx, b, it, fd); err != nil {
 		select {
-		case b.big <- c:
-			return true
+		case it.stream <- chunk{err: err}:
 		case <-ctx.Done():
-			if c.buf != nil {
-				chunkPool.Put(c.buf)
-			}
-			return false
 		}
 	}
-	if ctx.Err() != nil {
-		it.dir.release()
-		return
-	}
-	fd, err := openFile(b, it)
-	if err != nil {
-		send(chunk{err: err})
-		return
-	}
-	defer closeFD(fd)
-	for left := it.size; left > 0; {
+	return size, nil
+}
+
+// stream sends a file's contents to the writer in chunks.
+func stream(ctx context.Context, b *batch, it *item, fd int) error {
+	for left := it.info.size; left > 0; {
 		buf := chunkPool.Get().(*[]byte)
 		want := int(min(left, chunkSize))
 		n, err := readFull(fd, (*buf)[:want])
 		if err != nil {
 			chunkPool.Put(buf)
-			send(chunk{err: &fs.PathError{Op: "read", Path: itemPath(b, it), Err: err}})
-			return
+			return &fs.PathError{Op: "read", Path: itemPath(b, it), Err: err}
 		}
 		if n < want {
 			chunkPool.Put(buf)
-			send(chunk{err: fileChanged(b, it, "shrank")})
-			return
+			return fileChanged(b, it, "shrank")
 		}
-		if !send(chunk{buf: buf, n: n}) {
-			return
+		select {
+		case it.stream <- chunk{buf: buf, n: n}:
+		case <-ctx.Done():
+			chunkPool.Put(buf)
+			return context.Cause(ctx)
 		}
 		left -= int64(n)
 	}
+	return checkAfter(b, it, fd)
+}
+
+// checkAfter stats the open file again: any difference from the stat
+// taken when it was opened means the file changed while it was read.
+func checkAfter(b *batch, it *item, fd int) error {
 	if testHookRead != nil {
 		testHookRead(itemPath(b, it))
 	}
-	if err := checkAfter(b, it, fd); err != nil {
-		send(chunk{err: err})
-	}
-}
-
-// openFile opens an item's file and releases its directory.
-func openFile(b *batch, it *item) (int, error) {
-	name := b.names[it.name.off : it.name.off+it.name.len+1]
-	fd, err := openat(it.dir.fd, &name[0], openFileFlags)
-	it.dir.release() // it.dir.path stays valid for messages
-	if err != nil {
-		switch err {
-		case unix.ENOENT, unix.ELOOP:
-			return -1, fileChanged(b, it, "was replaced or deleted")
-		}
-		return -1, &fs.PathError{Op: "open", Path: itemPath(b, it), Err: err}
-	}
-	return fd, nil
-}
-
-// checkAfter compares the open file's stat with the walker's lstat: any
-// difference means the file changed while it was read.
-func checkAfter(b *batch, it *item, fd int) error {
 	var st unix.Stat_t
 	if err := fstat(fd, &st); err != nil {
 		return &fs.PathError{Op: "fstat", Path: itemPath(b, it), Err: err}
@@ -221,7 +248,7 @@ func checkAfter(b *batch, it *item, fd int) error {
 }
 
 // fileChangedInfo reports whether two stats of a file differ in anything
-// that a write, a truncation or a replacement changes.
+// that a write, a truncation, a chmod or a replacement changes.
 func fileChangedInfo(before, after fileInfo) bool {
 	return before.size != after.size || before.mtime != after.mtime ||
 		before.ctime != after.ctime || before.ino != after.ino ||

@@ -124,17 +124,38 @@ const (
 	modeExec = unix.S_IXUSR
 )
 
-// typeWord names a mode's file type for error messages.
-func typeWord(mode uint32) string {
+// dtype returns the getdents d_type of a mode.
+func dtype(mode uint32) uint8 {
 	switch mode & modeType {
+	case modeReg:
+		return unix.DT_REG
+	case modeDir:
+		return unix.DT_DIR
+	case modeLnk:
+		return unix.DT_LNK
 	case unix.S_IFIFO:
-		return "named pipe (FIFO)"
+		return unix.DT_FIFO
 	case unix.S_IFSOCK:
-		return "socket"
+		return unix.DT_SOCK
 	case unix.S_IFCHR:
-		return "character device"
+		return unix.DT_CHR
 	case unix.S_IFBLK:
+		return unix.DT_BLK
+	}
+	return unix.DT_UNKNOWN
+}
+
+// typeWord names a d_type for error messages.
+func typeWord(typ uint8) string {
+	switch typ {
+	case unix.DT_FIFO:
+		return "named pipe (FIFO)"
+	case unix.DT_SOCK:
+		return "socket"
+	case unix.DT_CHR:
+		return "character device"
+	case unix.DT_BLK:
 		return "block device"
 	}
-	return "unknown type"
+	return "file of unknown type"
 }

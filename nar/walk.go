@@ -26,28 +26,37 @@ func (d *dirRef) release() {
 	}
 }
 
+// dent is a directory entry: its name, in level.dents, and its d_type.
+type dent struct {
+	off, len uint32
+	typ      uint8
+}
+
 // level is one directory being walked.
 type level struct {
 	dir   *dirRef
 	info  fileInfo // fstat of the directory when it was listed
 	dents []byte   // its getdents records; names stay NUL-terminated there
-	names []span   // its entry names, into dents, in byte order
+	names []dent   // its entries, in byte order of their names
 	next  int
 }
 
-// walker visits a tree in NAR order: it lstats every entry, adds it to the
-// fingerprint and, when it feeds a pipeline, packs it into batches for the
-// readers and the writer. It runs on one goroutine.
+// walker visits a tree in NAR order. Feeding a pipeline (p != nil), it
+// lists directories, lstats symlinks and packs every entry into batches;
+// the readers open and fstat the files. In a stat walk (p == nil) it
+// lstats every entry itself and sums up the fingerprint. It runs on one
+// goroutine.
 type walker struct {
 	ctx   context.Context
 	root  string
-	p     *pipeline // nil for a stat walk
-	fp    *fingerprinter
+	p     *pipeline
+	fp    *fingerprinter // stat walks only; a dump's writer keeps its own
+	count DumpStats      // stat walks only
 	stack []level
 	cur   *batch
+	room  int // files the current batch can still take
 	st    unix.Stat_t
 	link  [MaxTargetLen + 1]byte
-	count DumpStats
 }
 
 // run walks the whole tree. On error it stops, releasing what it holds.
@@ -72,8 +81,7 @@ func (w *walker) walk() error {
 		return &fs.PathError{Op: "lstat", Path: w.root, Err: err}
 	}
 	fi := infoOf(&w.st)
-	w.fp.add(nil, &fi)
-	if err := w.node(cwd, root[:len(root)-1], &fi, true); err != nil {
+	if err := w.node(cwd, root[:len(root)-1], unix.DT_UNKNOWN, &fi, true); err != nil {
 		return err
 	}
 	for len(w.stack) > 0 {
@@ -87,54 +95,64 @@ func (w *walker) walk() error {
 			}
 			continue
 		}
-		s := top.names[top.next]
+		d := top.names[top.next]
 		top.next++
-		name := top.dents[s.off : s.off+s.len+1] // with its NUL
-		if err := fstatat(top.dir.fd, &name[0], &w.st); err != nil {
-			if err == unix.ENOENT {
-				return w.changed(top.dir, name[:s.len], "was deleted")
-			}
-			return &fs.PathError{Op: "lstat", Path: joinPath(top.dir.path, name[:s.len]), Err: err}
-		}
-		fi := infoOf(&w.st)
-		w.fp.add(name[:s.len], &fi)
-		if err := w.node(top.dir, name[:s.len], &fi, false); err != nil {
+		name := top.dents[d.off : d.off+d.len+1] // with its NUL
+		if err := w.node(top.dir, name[:d.len], d.typ, nil, false); err != nil {
 			return err
 		}
 	}
 	return w.flush()
 }
 
-// node handles one entry (or the root) that has just been lstat'ed. name
-// is followed by a NUL byte in its backing array.
-func (w *walker) node(dir *dirRef, name []byte, fi *fileInfo, root bool) error {
-	switch fi.mode & modeType {
-	case modeReg:
-		w.count.Files++
-		w.count.Bytes += fi.size
-		if w.p != nil {
-			return w.addFile(dir, name, fi, root)
+// node handles one entry, or the root. name is followed by a NUL byte in
+// its backing array. fi is its lstat if the caller has one.
+func (w *walker) node(dir *dirRef, name []byte, typ uint8, fi *fileInfo, root bool) error {
+	if fi == nil && (typ == unix.DT_UNKNOWN || typ == unix.DT_LNK || w.p == nil && typ != unix.DT_DIR) {
+		if err := fstatat(dir.fd, &name[0], &w.st); err != nil {
+			if err == unix.ENOENT {
+				return w.changed(dir, name, "was deleted")
+			}
+			return &fs.PathError{Op: "lstat", Path: w.pathOf(dir, name, root), Err: err}
 		}
-		return nil
-	case modeLnk:
-		w.count.Symlinks++
-		if w.p != nil {
-			return w.addSymlink(dir, name, fi, root)
+		info := infoOf(&w.st)
+		fi = &info
+	}
+	if fi != nil {
+		typ = dtype(fi.mode)
+	}
+	fpName := name // the root has no name in the fingerprint
+	if root {
+		fpName = nil
+	}
+	switch typ {
+	case unix.DT_REG:
+		if w.p == nil {
+			w.fp.add(fpName, fi)
+			w.count.Files++
+			w.count.Bytes += fi.size
+			return nil
 		}
+		w.addFile(dir, name, root)
 		return nil
-	case modeDir:
-		w.count.Dirs++
+	case unix.DT_LNK:
+		if w.p == nil {
+			w.fp.add(fpName, fi)
+			w.count.Symlinks++
+			return nil
+		}
+		return w.addSymlink(dir, name, fi, root)
+	case unix.DT_DIR:
 		return w.enterDir(dir, name, fi, root)
 	}
-	return &fs.PathError{Op: "dump", Path: joinPath(dir.path, name),
-		Err: fmt.Errorf("%w: a %s; a NAR holds only regular files, directories and symlinks", ErrUnsupportedType, typeWord(fi.mode))}
+	return &fs.PathError{Op: "dump", Path: w.pathOf(dir, name, root),
+		Err: fmt.Errorf("%w: a %s; a NAR holds only regular files, directories and symlinks", ErrUnsupportedType, typeWord(typ))}
 }
 
+// enterDir opens a directory, lists it and makes it the walk's top level.
+// fi, if not nil, is the lstat that said it is a directory.
 func (w *walker) enterDir(parent *dirRef, name []byte, fi *fileInfo, root bool) error {
-	path := joinPath(parent.path, name)
-	if root {
-		path = w.root
-	}
+	path := w.pathOf(parent, name, root)
 	fd, err := openat(parent.fd, &name[0], openDirFlags)
 	if err != nil {
 		if err == unix.ENOENT || err == unix.ELOOP || err == unix.ENOTDIR {
@@ -155,15 +173,21 @@ func (w *walker) enterDir(parent *dirRef, name []byte, fi *fileInfo, root bool) 
 		return &fs.PathError{Op: "fstat", Path: path, Err: err}
 	}
 	l.info = infoOf(&w.st)
-	if l.info.ino != fi.ino {
+	if fi != nil && l.info.ino != fi.ino {
 		return w.changed(parent, name, "was replaced")
 	}
 	if err := l.list(); err != nil {
 		return &fs.PathError{Op: "readdir", Path: path, Err: err}
 	}
-	if w.p != nil {
-		w.addItem(item{op: opDir, root: root}, name)
+	if w.p == nil {
+		if root {
+			name = nil
+		}
+		w.fp.add(name, &l.info)
+		w.count.Dirs++
+		return nil
 	}
+	w.addItem(item{op: opDir, root: root, info: l.info}, name)
 	return nil
 }
 
@@ -187,21 +211,24 @@ func (l *level) list() error {
 		l.dents = l.dents[:start+n]
 		for off := start; off < len(l.dents); {
 			reclen := int(l.dents[off+16]) | int(l.dents[off+17])<<8
+			typ := l.dents[off+18]
 			nameOff := off + 19
 			nameLen := bytes.IndexByte(l.dents[nameOff:off+reclen], 0)
 			name := l.dents[nameOff : nameOff+nameLen]
 			if !(nameLen == 1 && name[0] == '.') && !(nameLen == 2 && name[0] == '.' && name[1] == '.') {
-				l.names = append(l.names, span{uint32(nameOff), uint32(nameLen)})
+				l.names = append(l.names, dent{uint32(nameOff), uint32(nameLen), typ})
 			}
 			off += reclen
 		}
 	}
-	slices.SortFunc(l.names, func(a, b span) int {
+	slices.SortFunc(l.names, func(a, b dent) int {
 		return bytes.Compare(l.dents[a.off:a.off+a.len], l.dents[b.off:b.off+b.len])
 	})
 	return nil
 }
 
+// endDir leaves the top directory, checking that it did not change while
+// it was walked.
 func (w *walker) endDir(l *level) error {
 	if err := fstat(l.dir.fd, &w.st); err != nil {
 		return &fs.PathError{Op: "fstat", Path: l.dir.path, Err: err}
@@ -209,12 +236,13 @@ func (w *walker) endDir(l *level) error {
 	if now := infoOf(&w.st); now.mtime != l.info.mtime || now.ctime != l.info.ctime {
 		return fmt.Errorf("dump %s: %w (entries were added, removed or renamed)", l.dir.path, ErrChanged)
 	}
-	w.fp.endDir()
 	l.dir.release()
 	w.stack = w.stack[:len(w.stack)-1]
-	if w.p != nil {
-		w.addItem(item{op: opEndDir}, nil)
+	if w.p == nil {
+		w.fp.endDir()
+		return nil
 	}
+	w.addItem(item{op: opEndDir}, nil)
 	return nil
 }
 
@@ -226,72 +254,58 @@ func (w *walker) addSymlink(dir *dirRef, name []byte, fi *fileInfo, root bool) e
 		}
 		return &fs.PathError{Op: "readlink", Path: w.pathOf(dir, name, root), Err: err}
 	}
-	if int64(n) != fi.size || n > MaxTargetLen {
-		if n > MaxTargetLen {
-			return &fs.PathError{Op: "readlink", Path: w.pathOf(dir, name, root), Err: fmt.Errorf("target longer than %d bytes", MaxTargetLen)}
-		}
+	if n > MaxTargetLen {
+		return &fs.PathError{Op: "readlink", Path: w.pathOf(dir, name, root), Err: fmt.Errorf("target longer than %d bytes", MaxTargetLen)}
+	}
+	if int64(n) != fi.size {
 		return w.changed(dir, name, "was retargeted")
 	}
-	it := item{op: opSymlink, root: root}
-	b := w.batchFor(0)
+	it := item{op: opSymlink, root: root, info: *fi}
+	b := w.batch()
 	it.target = span{uint32(len(b.names)), uint32(n)}
 	b.names = append(b.names, w.link[:n]...)
 	w.addItem(it, name)
 	return nil
 }
 
-func (w *walker) addFile(dir *dirRef, name []byte, fi *fileInfo, root bool) error {
-	it := item{op: opFile, root: root, exec: fi.mode&modeExec != 0, size: fi.size, info: *fi, dir: dir}
-	dir.refs.Add(1)
-	if fi.size > bigFileSize {
-		if err := w.flush(); err != nil {
-			dir.release()
-			return err
-		}
-		b := w.batchFor(0)
-		b.big = make(chan chunk, chunksInFlight)
-		w.addItem(it, name)
-		return w.flush()
-	}
-	b := w.batchFor(fi.size)
-	it.data = len(b.arena)
-	b.arena = b.arena[:len(b.arena)+int(fi.size)]
-	b.files++
-	w.addItem(it, name)
-	return nil
-}
-
-// batchFor returns the batch to add an item with size bytes of contents
-// to, sending the current one on first if it is full.
-func (w *walker) batchFor(size int64) *batch {
-	if b := w.cur; b != nil {
-		if len(b.items) < batchItems && int64(len(b.arena))+size <= int64(cap(b.arena)) && b.big == nil {
-			return b
-		}
+// addFile adds a file for a reader to open, stat and read.
+func (w *walker) addFile(dir *dirRef, name []byte, root bool) {
+	if w.cur != nil && w.room == 0 {
 		w.flush() // fails only when the pipeline stops, which the walk notices next
 	}
-	return w.fresh()
+	dir.refs.Add(1)
+	b := w.batch()
+	b.files++
+	w.room--
+	w.addItem(item{op: opFile, root: root, dir: dir}, name)
 }
 
-// fresh starts a new current batch. If the pipeline is stopping, it gives
-// a throwaway batch; the walk notices the stop at the next directory entry.
-func (w *walker) fresh() *batch {
+// batch returns the batch to add an item to, starting a new one if the
+// current one is full. A batch takes about as many files as fit its arena
+// at the average file size read so far.
+func (w *walker) batch() *batch {
+	if b := w.cur; b != nil && len(b.items) < batchItems {
+		return b
+	}
+	w.flush()
 	select {
 	case b := <-w.p.free:
 		b.reset()
 		w.cur = b
 	case <-w.ctx.Done():
-		w.cur = newBatch(0)
+		w.cur = newBatch(0) // thrown away: the walk notices the stop next
+	}
+	w.room = batchItems
+	if files := w.p.files.Load(); files > 0 {
+		avg := max(1, w.p.bytes.Load()/files)
+		w.room = int(min(batchItems, max(1, arenaSize/(2*avg))))
 	}
 	return w.cur
 }
 
 // addItem appends it to the current batch, copying name and its NUL.
 func (w *walker) addItem(it item, name []byte) {
-	b := w.cur
-	if b == nil {
-		b = w.batchFor(0)
-	}
+	b := w.batch()
 	if name != nil {
 		it.name = span{uint32(len(b.names)), uint32(len(name))}
 		b.names = append(b.names, name[:len(name)+1]...)
@@ -299,22 +313,24 @@ func (w *walker) addItem(it item, name []byte) {
 	b.items = append(b.items, it)
 }
 
-// flush sends the current batch to the readers (if it has files to read)
-// and to the writer.
+// flush sends the current batch to the writer, and to the readers if it
+// has files to read.
 func (w *walker) flush() error {
 	b := w.cur
 	if b == nil {
 		return nil
 	}
 	w.cur = nil
+	if b.files == 0 {
+		b.advance(len(b.items))
+	}
 	select {
 	case w.p.order <- b:
 	case <-w.ctx.Done():
 		b.releaseFiles()
 		return context.Cause(w.ctx)
 	}
-	if b.files == 0 && b.big == nil {
-		close(b.ready)
+	if b.files == 0 {
 		return nil
 	}
 	select {
@@ -322,7 +338,7 @@ func (w *walker) flush() error {
 		return nil
 	case <-w.ctx.Done():
 		b.releaseFiles()
-		close(b.ready)
+		b.fail(context.Cause(w.ctx))
 		return context.Cause(w.ctx)
 	}
 }
