@@ -212,7 +212,7 @@ func (e *emitter) stream(ctx context.Context, it *item) error {
 			return c.err
 		}
 		_, err := e.w.Write((*c.buf)[:c.n])
-		chunkPool.Put(c.buf)
+		putChunk(c.buf)
 		if err != nil {
 			return err
 		}

@@ -19,7 +19,9 @@ const (
 	batchItems      = 512     // nodes in one batch at most
 	batchesInFlight = 8       // batches between the walker and the writer
 	chunkSize       = 4 << 20 // a streamed file travels in chunks this big
-	chunksInFlight  = 3       // chunks of one file read ahead of the writer
+	smallChunkSize  = 256 << 10
+	chunksInFlight  = 3  // chunks of one file read ahead of the writer
+	firstBatchFiles = 32 // files in a batch before any file size is known
 )
 
 type itemOp uint8
@@ -122,7 +124,27 @@ type pipeline struct {
 // before the file is stat'ed again: tests change files there.
 var testHookRead func(path string)
 
-var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+// Chunk buffers: small ones for files that merely overflowed their
+// batch's arena, large ones for large files.
+var (
+	chunkPool      = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+	smallChunkPool = sync.Pool{New: func() any { b := make([]byte, smallChunkSize); return &b }}
+)
+
+func getChunk(fileSize int64) *[]byte {
+	if fileSize <= smallChunkSize {
+		return smallChunkPool.Get().(*[]byte)
+	}
+	return chunkPool.Get().(*[]byte)
+}
+
+func putChunk(b *[]byte) {
+	if len(*b) == smallChunkSize {
+		smallChunkPool.Put(b)
+	} else {
+		chunkPool.Put(b)
+	}
+}
 
 // fill opens and reads the files of a batch, in order, publishing its
 // progress as it goes.
@@ -209,21 +231,21 @@ func readFile(ctx context.Context, b *batch, i int, used *int) (int64, error) {
 // stream sends a file's contents to the writer in chunks.
 func stream(ctx context.Context, b *batch, it *item, fd int) error {
 	for left := it.info.size; left > 0; {
-		buf := chunkPool.Get().(*[]byte)
-		want := int(min(left, chunkSize))
+		buf := getChunk(it.info.size)
+		want := int(min(left, int64(len(*buf))))
 		n, err := readFull(fd, (*buf)[:want])
 		if err != nil {
-			chunkPool.Put(buf)
+			putChunk(buf)
 			return &fs.PathError{Op: "read", Path: itemPath(b, it), Err: err}
 		}
 		if n < want {
-			chunkPool.Put(buf)
+			putChunk(buf)
 			return fileChanged(b, it, "shrank")
 		}
 		select {
 		case it.stream <- chunk{buf: buf, n: n}:
 		case <-ctx.Done():
-			chunkPool.Put(buf)
+			putChunk(buf)
 			return context.Cause(ctx)
 		}
 		left -= int64(n)

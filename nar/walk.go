@@ -295,7 +295,7 @@ func (w *walker) batch() *batch {
 	case <-w.ctx.Done():
 		w.cur = newBatch(0) // thrown away: the walk notices the stop next
 	}
-	w.room = batchItems
+	w.room = firstBatchFiles // until the readers have seen some sizes
 	if files := w.p.files.Load(); files > 0 {
 		avg := max(1, w.p.bytes.Load()/files)
 		w.room = int(min(batchItems, max(1, arenaSize/(2*avg))))
