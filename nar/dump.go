@@ -7,6 +7,7 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"time"
 )
 
 // ErrChanged means that the tree changed while it was being dumped: a
@@ -63,9 +64,10 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 	defer cancel(nil)
 
 	p := &pipeline{
-		order: make(chan *batch, batchesInFlight),
-		work:  make(chan *batch, batchesInFlight),
-		free:  make(chan *batch, batchesInFlight),
+		racyBefore: time.Now().Add(-racyMargin).UnixNano(),
+		order:      make(chan *batch, batchesInFlight),
+		work:       make(chan *batch, batchesInFlight),
+		free:       make(chan *batch, batchesInFlight),
 	}
 	for range batchesInFlight {
 		p.free <- newBatch(arenaSize)

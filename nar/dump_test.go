@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -101,8 +102,9 @@ func TestFingerprint(t *testing.T) {
 	}
 }
 
-// TestTornRead changes a file after it is read and before it is stat'ed
-// again: the dump must fail with ErrChanged, whatever the change.
+// TestTornRead changes a file every time it has been read and before it
+// is stat'ed again (the fast read, then the careful one): the dump must
+// fail with ErrChanged, whatever the change.
 func TestTornRead(t *testing.T) {
 	for _, tc := range []struct {
 		name, file string
@@ -117,8 +119,18 @@ func TestTornRead(t *testing.T) {
 			return os.Chtimes(p, st.ModTime(), st.ModTime())
 		}},
 		{"truncate", "small", func(p string) error { return os.Truncate(p, 1) }},
-		{"replace", "small", func(p string) error { return os.Rename(p+".other", p) }},
-		{"delete", "small", os.Remove},
+		{"replace", "small", func(p string) error {
+			if err := os.WriteFile(p+".new", []byte("abcdefgh"), 0o644); err != nil {
+				return err
+			}
+			return os.Rename(p+".new", p)
+		}},
+		{"delete", "small", func(p string) error {
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+			return nil
+		}},
 		{"chmod", "small", func(p string) error { return os.Chmod(p, 0o755) }},
 		{"big append", "big", func(p string) error { return appendFile(p, "more") }},
 	} {
@@ -143,6 +155,75 @@ func TestTornRead(t *testing.T) {
 				t.Fatalf("got %v, want ErrChanged naming %s", err, target)
 			}
 		})
+	}
+}
+
+// TestTornReadFastPath changes a file that is old enough to be read the
+// fast way (read, then one stat): the dump must notice, fall back to the
+// careful read, and return the archive of the tree as it is after the
+// change, or fail with ErrChanged; never a mixture.
+func TestTornReadFastPath(t *testing.T) {
+	defer func(m time.Duration) { racyMargin = m }(racyMargin)
+	racyMargin = 20 * time.Millisecond
+	for _, tc := range []struct {
+		name   string
+		change func(path string) error
+	}{
+		{"append", func(p string) error { return appendFile(p, "more") }},
+		{"same size", func(p string) error { return os.WriteFile(p, []byte("XXXXXXXX"), 0o644) }},
+		{"truncate", func(p string) error { return os.Truncate(p, 1) }},
+		{"chmod", func(p string) error { return os.Chmod(p, 0o755) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := nartest.TempDir(t)
+			b := &nartest.Builder{Root: root}
+			b.File("a", []byte("before a"), 0o644)
+			b.File("target", []byte("12345678"), 0o644)
+			b.File("z", []byte("after z"), 0o644)
+			must(t, b.Err)
+			target := filepath.Join(root, "target")
+			waitOlderThan(t, target, racyMargin)
+			calls := 0
+			testHookRead = func(path string) {
+				if path == target {
+					if calls++; calls == 1 {
+						must(t, tc.change(path))
+					}
+				}
+			}
+			defer func() { testHookRead = nil }()
+			var got bytes.Buffer
+			_, err := Dump(context.Background(), &got, root, nil)
+			testHookRead = nil
+			if calls != 2 {
+				t.Fatalf("hook ran %d times; want 2 (the fast read, then the careful one)", calls)
+			}
+			if errors.Is(err, ErrChanged) {
+				return
+			}
+			must(t, err)
+			want, _ := dumpBytes(t, root, 0)
+			if !bytes.Equal(got.Bytes(), want) {
+				t.Fatal("dump is neither ErrChanged nor the archive of the changed tree")
+			}
+		})
+	}
+}
+
+// waitOlderThan polls until path's ctime is older than d, with a deadline.
+func waitOlderThan(t *testing.T, path string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var st syscall.Stat_t
+		must(t, syscall.Stat(path, &st))
+		if time.Since(time.Unix(st.Ctim.Sec, st.Ctim.Nsec)) > 2*d {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never became older than %v", path, d)
+		}
+		time.Sleep(d / 4)
 	}
 }
 

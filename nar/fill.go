@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -118,6 +119,9 @@ type pipeline struct {
 	free  chan *batch // writer -> walker, batches to reuse
 	// files and bytes read so far, for the walker to size batches.
 	files, bytes atomic.Int64
+	// racyBefore is the dump's start less racyMargin, in nanoseconds
+	// since the epoch: files changed before it can be read the fast way.
+	racyBefore int64
 }
 
 // testHookRead, when set, runs after a file's contents are read and
@@ -160,7 +164,7 @@ func fill(ctx context.Context, p *pipeline, b *batch) {
 			it.dir.release()
 			continue
 		}
-		size, err := readFile(ctx, b, i, &used)
+		size, err := readFile(ctx, p, b, i, &used)
 		if err != nil {
 			b.fail(err)
 			continue
@@ -175,16 +179,31 @@ func fill(ctx context.Context, p *pipeline, b *batch) {
 	}
 }
 
+// racyMargin is how much older than the start of a dump a file's ctime
+// and mtime must be for one stat after reading it to prove it unchanged:
+// more than a coarse kernel clock's lag and a 1-second timestamp's
+// rounding. Tests shorten it.
+var racyMargin = 2 * time.Second
+
 // readFile opens the file of item i and reads it into the arena if it
 // fits after the used bytes, or else streams it to the writer.
-func readFile(ctx context.Context, b *batch, i int, used *int) (int64, error) {
+//
+// The fast path reads first and stats once, after: if the file's ctime
+// and mtime are older than the dump's start (less racyMargin), nothing
+// wrote, truncated or chmod'ed it since, for every such change sets ctime
+// to the current time; so the bytes read are the file's, whole. That
+// holds only where ctime comes from this machine's clock (localClock).
+// A file changed recently ("racy", as git says), on another filesystem,
+// or too large for the arena takes the careful path: stat, read, stat
+// again, and compare.
+func readFile(ctx context.Context, p *pipeline, b *batch, i int, used *int) (int64, error) {
 	it := &b.items[i]
 	name := b.names[it.name.off : it.name.off+it.name.len+1]
 	fd, err := openat(it.dir.fd, &name[0], openFileFlags|unix.O_NOATIME)
 	if err == unix.EPERM { // O_NOATIME is for the file's owner only
 		fd, err = openat(it.dir.fd, &name[0], openFileFlags)
 	}
-	it.dir.release() // it.dir.path stays valid for messages
+	it.dir.release() // it.dir's other fields stay valid
 	if err != nil {
 		switch err {
 		case unix.ENOENT, unix.ELOOP:
@@ -193,19 +212,48 @@ func readFile(ctx context.Context, b *batch, i int, used *int) (int64, error) {
 		return 0, &fs.PathError{Op: "open", Path: itemPath(b, it), Err: err}
 	}
 	defer closeFD(fd)
+	if free := b.arena[*used:]; it.dir.localClock && len(free) > 0 {
+		n, err := readOnce(fd, free)
+		if err != nil {
+			return 0, &fs.PathError{Op: "read", Path: itemPath(b, it), Err: err}
+		}
+		if testHookRead != nil {
+			testHookRead(itemPath(b, it))
+		}
+		var st unix.Stat_t
+		if err := fstat(fd, &st); err != nil {
+			return 0, &fs.PathError{Op: "fstat", Path: itemPath(b, it), Err: err}
+		}
+		info := infoOf(&st)
+		if info.mode&modeType == modeReg && info.size == int64(n) && n < len(free) && info.nlink > 0 &&
+			info.ctime < p.racyBefore && info.mtime < p.racyBefore {
+			it.info, it.data = info, *used
+			*used += n
+			return info.size, nil
+		}
+	}
+	return readCareful(ctx, b, i, used, fd)
+}
+
+// readCareful reads a file between two stats of it, which must agree.
+func readCareful(ctx context.Context, b *batch, i int, used *int, fd int) (int64, error) {
+	it := &b.items[i]
 	var st unix.Stat_t
 	if err := fstat(fd, &st); err != nil {
 		return 0, &fs.PathError{Op: "fstat", Path: itemPath(b, it), Err: err}
 	}
 	it.info = infoOf(&st)
-	if it.info.mode&modeType != modeReg {
+	switch {
+	case it.info.mode&modeType != modeReg:
 		return 0, fileChanged(b, it, "was replaced")
+	case it.info.nlink == 0:
+		return 0, fileChanged(b, it, "was deleted")
 	}
 	size := it.info.size
 	if size <= int64(len(b.arena)-*used) {
 		it.data = *used
 		*used += int(size)
-		n, err := readFull(fd, b.arena[it.data:*used])
+		n, err := pread(fd, b.arena[it.data:*used], 0)
 		if err != nil {
 			return 0, &fs.PathError{Op: "read", Path: itemPath(b, it), Err: err}
 		}
@@ -230,10 +278,10 @@ func readFile(ctx context.Context, b *batch, i int, used *int) (int64, error) {
 
 // stream sends a file's contents to the writer in chunks.
 func stream(ctx context.Context, b *batch, it *item, fd int) error {
-	for left := it.info.size; left > 0; {
+	for off := int64(0); off < it.info.size; {
 		buf := getChunk(it.info.size)
-		want := int(min(left, int64(len(*buf))))
-		n, err := readFull(fd, (*buf)[:want])
+		want := int(min(it.info.size-off, int64(len(*buf))))
+		n, err := pread(fd, (*buf)[:want], off)
 		if err != nil {
 			putChunk(buf)
 			return &fs.PathError{Op: "read", Path: itemPath(b, it), Err: err}
@@ -248,7 +296,7 @@ func stream(ctx context.Context, b *batch, it *item, fd int) error {
 			putChunk(buf)
 			return context.Cause(ctx)
 		}
-		left -= int64(n)
+		off += int64(n)
 	}
 	return checkAfter(b, it, fd)
 }
@@ -263,8 +311,8 @@ func checkAfter(b *batch, it *item, fd int) error {
 	if err := fstat(fd, &st); err != nil {
 		return &fs.PathError{Op: "fstat", Path: itemPath(b, it), Err: err}
 	}
-	if fileChangedInfo(it.info, infoOf(&st)) {
-		return fileChanged(b, it, "was modified")
+	if after := infoOf(&st); fileChangedInfo(it.info, after) || after.nlink == 0 {
+		return fileChanged(b, it, "was modified, replaced or deleted")
 	}
 	return nil
 }

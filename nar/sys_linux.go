@@ -63,25 +63,6 @@ func fstat(fd int, st *unix.Stat_t) error {
 	}
 }
 
-// readFull reads len(p) bytes from fd, or fewer if the file ends first.
-func readFull(fd int, p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		m, err := unix.Read(fd, p[n:])
-		if err == unix.EINTR || err == unix.EAGAIN {
-			continue
-		}
-		if err != nil {
-			return n, err
-		}
-		if m == 0 {
-			break
-		}
-		n += m
-	}
-	return n, nil
-}
-
 func getdents(fd int, buf []byte) (int, error) {
 	for {
 		n, err := unix.Getdents(fd, buf)
@@ -103,6 +84,8 @@ type fileInfo struct {
 	mtime int64 // nanoseconds since the epoch
 	ctime int64
 	ino   uint64
+	dev   uint64
+	nlink uint64 // 0: deleted while open
 }
 
 func infoOf(st *unix.Stat_t) fileInfo {
@@ -112,7 +95,57 @@ func infoOf(st *unix.Stat_t) fileInfo {
 		mtime: st.Mtim.Nano(),
 		ctime: st.Ctim.Nano(),
 		ino:   st.Ino,
+		dev:   st.Dev,
+		nlink: st.Nlink,
 	}
+}
+
+// readOnce reads into p with a single read: on a local filesystem a short
+// count means the end of the file.
+func readOnce(fd int, p []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, p)
+		if err == unix.EINTR || err == unix.EAGAIN {
+			continue
+		}
+		return n, err
+	}
+}
+
+// pread reads len(p) bytes at off, or fewer if the file ends first.
+func pread(fd int, p []byte, off int64) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := unix.Pread(fd, p[n:], off+int64(n))
+		if err == unix.EINTR || err == unix.EAGAIN {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+	}
+	return n, nil
+}
+
+// localClock reports whether the filesystem of the open directory fd
+// stamps ctime from this machine's clock, so that a ctime older than the
+// start of a dump proves a file unchanged since (see readFile). Network
+// and FUSE filesystems take their times from elsewhere.
+func localClock(fd int) bool {
+	var st unix.Statfs_t
+	if unix.Fstatfs(fd, &st) != nil {
+		return false
+	}
+	switch uint32(st.Type) {
+	case unix.EXT4_SUPER_MAGIC, unix.TMPFS_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC,
+		unix.F2FS_SUPER_MAGIC, unix.OVERLAYFS_SUPER_MAGIC, unix.RAMFS_MAGIC, 0x2fc12fc1: // ZFS
+		return true
+	}
+	return false
 }
 
 // Kinds of file, from the mode's type bits.

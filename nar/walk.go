@@ -15,9 +15,10 @@ import (
 // holds one reference while it lists the directory and each pending file
 // holds one until it is opened; the last release closes the descriptor.
 type dirRef struct {
-	fd   int
-	path string // for error messages
-	refs atomic.Int32
+	fd         int
+	path       string // for error messages
+	localClock bool   // its filesystem stamps ctime from this machine's clock
+	refs       atomic.Int32
 }
 
 func (d *dirRef) release() {
@@ -53,6 +54,7 @@ type walker struct {
 	fp    *fingerprinter // stat walks only; a dump's writer keeps its own
 	count DumpStats      // stat walks only
 	stack []level
+	clock map[uint64]bool // device -> localClock
 	cur   *batch
 	room  int // files the current batch can still take
 	st    unix.Stat_t
@@ -176,6 +178,9 @@ func (w *walker) enterDir(parent *dirRef, name []byte, fi *fileInfo, root bool) 
 	if fi != nil && l.info.ino != fi.ino {
 		return w.changed(parent, name, "was replaced")
 	}
+	if w.p != nil {
+		d.localClock = w.localClock(fd, l.info.dev)
+	}
 	if err := l.list(); err != nil {
 		return &fs.PathError{Op: "readdir", Path: path, Err: err}
 	}
@@ -189,6 +194,19 @@ func (w *walker) enterDir(parent *dirRef, name []byte, fi *fileInfo, root bool) 
 	}
 	w.addItem(item{op: opDir, root: root, info: l.info}, name)
 	return nil
+}
+
+// localClock caches localClock(fd) by device.
+func (w *walker) localClock(fd int, dev uint64) bool {
+	c, ok := w.clock[dev]
+	if !ok {
+		if w.clock == nil {
+			w.clock = map[uint64]bool{}
+		}
+		c = localClock(fd)
+		w.clock[dev] = c
+	}
+	return c
 }
 
 // list reads all of the directory's entries and sorts them by name.
