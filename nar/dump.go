@@ -70,7 +70,7 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 		free:       make(chan *batch, batchesInFlight),
 	}
 	for range batchesInFlight {
-		p.free <- newBatch(arenaSize)
+		p.free <- batchPool.Get().(*batch)
 	}
 	w := &walker{ctx: ctx, root: path, p: p}
 
@@ -114,11 +114,17 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 	for range p.order { // unblock a walker still sending
 	}
 	wg.Wait()
+	for len(p.free) > 0 { // the rest are left to the collector
+		batchPool.Put(<-p.free)
+	}
 	if err != nil {
 		return DumpResult{}, err
 	}
 	return DumpResult{Size: e.w.Offset(), Fingerprint: e.fp.sum(), DumpStats: e.count}, nil
 }
+
+// batchPool keeps batches, with their arenas, from one dump to the next.
+var batchPool = sync.Pool{New: func() any { return newBatch(arenaSize) }}
 
 // emitter writes the batches to the archive in order, as the readers
 // make their items ready, and sums up the fingerprint.
