@@ -1,0 +1,132 @@
+package cache
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+func TestRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "cache.db")
+	s, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := Entry{NARSize: 1234, Computed: time.Unix(0, 1700000000123456789), Took: 42 * time.Millisecond}
+	e.Hash[0], e.Hash[31] = 1, 2
+	e.Fingerprint.Digest[5] = 9
+	e.Fingerprint.Entries, e.Fingerprint.Newest = 7, 99
+	if err := s.PutMany([]Item{{"/a", e}, {"/b", Entry{}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddRoot(Root{Path: "/a", Added: time.Unix(5, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if st, _ := os.Stat(filepath.Dir(path)); st.Mode().Perm() != 0o700 {
+		t.Errorf("directory mode %v, want 0700", st.Mode().Perm())
+	}
+	s, err = Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, ok, err := s.Get("/a")
+	if err != nil || !ok || got != e {
+		t.Fatalf("got %+v %v %v, want %+v", got, ok, err, e)
+	}
+	if _, ok, _ := s.Get("/missing"); ok {
+		t.Error("found a missing entry")
+	}
+	roots, err := s.Roots()
+	if err != nil || len(roots) != 1 || roots[0].Path != "/a" {
+		t.Fatalf("roots %+v %v", roots, err)
+	}
+	s.RemoveRoot("/a")
+	s.Delete("/a")
+	if roots, _ := s.Roots(); len(roots) != 0 {
+		t.Error("root not removed")
+	}
+	if _, ok, _ := s.Get("/a"); ok {
+		t.Error("entry not deleted")
+	}
+}
+
+func TestLocked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cache.db")
+	s, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	start := time.Now()
+	_, err = Open(path, &Options{Timeout: 200 * time.Millisecond})
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("second open: %v; want ErrLocked naming %s", err, path)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("second open took %v", d)
+	}
+}
+
+func TestDamaged(t *testing.T) {
+	good := filepath.Join(t.TempDir(), "good.db")
+	s, err := Open(good, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.PutMany([]Item{{"/x", Entry{NARSize: 1}}})
+	s.Close()
+	whole, _ := os.ReadFile(good)
+	for name, contents := range map[string][]byte{
+		"garbage":   []byte(strings.Repeat("not a database ", 1000)),
+		"truncated": whole[:len(whole)/3],
+		"tiny":      whole[:100],
+		"zeros":     make([]byte, 64<<10),
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "cache.db")
+			os.WriteFile(path, contents, 0o600)
+			s, err := Open(path, nil)
+			if err != nil {
+				t.Fatalf("open: %v", err)
+			}
+			defer s.Close()
+			if !strings.Contains(s.Recovered, "moved it to") {
+				t.Errorf("Recovered = %q", s.Recovered)
+			}
+			if err := s.PutMany([]Item{{"/y", Entry{NARSize: 2}}}); err != nil {
+				t.Errorf("the new database does not work: %v", err)
+			}
+			matches, _ := filepath.Glob(path + ".damaged-*")
+			if len(matches) != 1 {
+				t.Errorf("damaged copy not kept: %v", matches)
+			}
+		})
+	}
+}
+
+func TestSchemaVersion(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cache.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(tx *bolt.Tx) error {
+		b, _ := tx.CreateBucket(bucketMeta)
+		return b.Put(keySchema, []byte{0, 0, 0, 9})
+	})
+	db.Close()
+	_, err = Open(path, nil)
+	if err == nil || !strings.Contains(err.Error(), "schema version 9") {
+		t.Fatalf("got %v, want a schema version error", err)
+	}
+	if _, serr := os.Stat(path); serr != nil {
+		t.Error("a database of a newer schema must not be moved aside")
+	}
+}
