@@ -1,0 +1,126 @@
+// Package api is narhashd's v1 protocol: HTTP and JSON over a Unix socket,
+// so that `curl --unix-socket S http://narhashd/v1/status` works for anyone.
+//
+// Routes (all under /v1/):
+//
+//	GET    /v1/hash?path=P[&format=F][&watch=1]  the NAR hash of P, fresh
+//	GET    /v1/roots                             the watched roots
+//	POST   /v1/roots        {"path": P}          watch P
+//	DELETE /v1/roots?path=P                      stop watching P
+//	GET    /v1/status                            the daemon's state
+//	GET    /v1/subscribe?path=P[&format=F]       NDJSON: a line per new hash of P
+//
+// Errors are {"error": "…"} with a 4xx or 5xx status. Only the daemon's
+// own user and root may connect (SO_PEERCRED).
+//
+// The daemon implements Backend; NewHandler serves it; Client is the typed
+// client the CLI uses; Listen creates the socket.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// Hash is a path's NAR hash as the daemon knows it.
+type Hash struct {
+	Path     string
+	Root     string // the watched root P is in, or "" for a path hashed on demand
+	Digest   [32]byte
+	NARSize  int64
+	Source   string // "cache", "computed" or "validated" (by a stat walk)
+	Computed time.Time
+	Took     time.Duration
+	Epoch    uint64 // bumped whenever events were lost and everything rescanned
+	Degraded bool   // the root is not watched (watch limit, or not inotify-capable): validated by stat walk
+}
+
+// HashResult is Hash on the wire.
+type HashResult struct {
+	Path     string    `json:"path"`
+	Hash     string    `json:"hash"`
+	Algo     string    `json:"algo"`
+	Format   string    `json:"format"`
+	NARSize  int64     `json:"narSize"`
+	Root     string    `json:"root,omitempty"`
+	Source   string    `json:"source"`
+	Computed time.Time `json:"computedAt"`
+	TookMS   float64   `json:"tookMs"`
+	Epoch    uint64    `json:"epoch"`
+	Degraded bool      `json:"degraded,omitempty"`
+}
+
+// Root describes a watched root.
+type Root struct {
+	Path     string    `json:"path"`
+	State    string    `json:"state"` // clean, dirty, hashing, unverified, failed
+	Hash     string    `json:"hash,omitempty"`
+	NARSize  int64     `json:"narSize,omitempty"`
+	Computed time.Time `json:"computedAt,omitzero"`
+	TookMS   float64   `json:"tookMs,omitempty"`
+	Watches  int       `json:"watches"`
+	Degraded bool      `json:"degraded,omitempty"`
+	Warning  string    `json:"warning,omitempty"`
+	Error    string    `json:"error,omitempty"`
+}
+
+// Status describes the daemon.
+type Status struct {
+	PID       int       `json:"pid"`
+	Started   time.Time `json:"started"`
+	Socket    string    `json:"socket"`
+	DB        string    `json:"db"`
+	Workers   int       `json:"workers"`
+	Roots     []Root    `json:"roots"`
+	Pending   int       `json:"pending"` // hash jobs waiting or running
+	Epoch     uint64    `json:"epoch"`
+	Overflows int       `json:"overflows"`
+	Warnings  []string  `json:"warnings,omitempty"`
+}
+
+// A Backend answers the requests; the daemon implements it.
+type Backend interface {
+	Hash(ctx context.Context, path string, watch bool) (Hash, error)
+	Roots(ctx context.Context) ([]Root, error)
+	AddRoot(ctx context.Context, path string) (Root, error)
+	RemoveRoot(ctx context.Context, path string) error
+	Status(ctx context.Context) (Status, error)
+	// Subscribe calls send with the current hash of path and then with
+	// every new one, until ctx is done or send fails.
+	Subscribe(ctx context.Context, path string, send func(Hash) error) error
+}
+
+// An Error is an error with the HTTP status that reports it.
+type Error struct {
+	Code    int
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Errorf returns an *Error.
+func Errorf(code int, format string, args ...any) error {
+	return &Error{code, fmt.Sprintf(format, args...)}
+}
+
+// ErrNotRunning is matched by the client's error when nothing answers on
+// the socket.
+var ErrNotRunning = errors.New("narhashd is not running")
+
+// DefaultSocket returns where narhashd listens unless told otherwise:
+// $NARHASHD_SOCKET, else $XDG_RUNTIME_DIR/narhashd/narhashd.sock, else
+// /tmp/narhashd-<uid>/narhashd.sock.
+func DefaultSocket() string {
+	if s := os.Getenv("NARHASHD_SOCKET"); s != "" {
+		return s
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "narhashd", "narhashd.sock")
+	}
+	return filepath.Join(os.TempDir(), "narhashd-"+strconv.Itoa(os.Getuid()), "narhashd.sock")
+}

@@ -1,0 +1,283 @@
+// Package daemon is narhashd: it watches trees (fsnotify), rehashes them
+// in the background when they change (a bounded pool running
+// hasher.HashPath), keeps the results in a cache.Store and answers
+// api.Backend requests over the Unix socket.
+//
+// One goroutine, the loop, owns all state and applies watcher events in
+// the order inotify delivers them. Every tracked path (a root, or a path
+// inside one that was asked for) has a generation, bumped by every event
+// that can change its NAR; a job's result is kept only if the generation
+// did not move while it ran, so a hash of a tree that changed under the
+// hasher is never stored. A query first passes a cookie barrier: it
+// creates a file in a directory of the daemon's own, watched by the same
+// watcher, and waits for that file's event; every change made before the
+// query was sent has then been applied. The answer is the path's entry if
+// its generation is current, or the result of a rehash it joins or starts.
+//
+// Caveats: inotify sees nothing on NFS, FUSE and other remote
+// filesystems, nor writes through a shared mmap; such roots, and roots
+// beyond the inotify watch limit, are "degraded": each query validates
+// them by a stat walk. After a restart, cached entries are served only once
+// a stat walk has matched their fingerprint.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/narhash/narhash/api"
+	"github.com/narhash/narhash/cache"
+)
+
+// Config is what narhashd is told.
+type Config struct {
+	Watch    []string // roots to watch, besides those kept in the database
+	Socket   string   // "" means api.DefaultSocket()
+	DB       string   // "" means DefaultDB()
+	Workers  int      // hash jobs at once; 0 means the number of CPUs
+	Logger   *slog.Logger
+	Quiet    time.Duration // debounce: quiet period before a rehash (0: 50 ms)
+	MaxDelay time.Duration // debounce: longest wait while events continue (0: 2 s)
+	// CookieTimeout bounds a query's wait for the watcher to catch up;
+	// past it the query validates by a stat walk (0: 2 s).
+	CookieTimeout time.Duration
+}
+
+// DefaultDB returns $XDG_STATE_HOME/narhashd/cache.db, or
+// ~/.local/state/narhashd/cache.db.
+func DefaultDB() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "narhashd", "cache.db")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		home = os.TempDir()
+	}
+	return filepath.Join(home, ".local", "state", "narhashd", "cache.db")
+}
+
+func (c *Config) defaults() {
+	if c.Socket == "" {
+		c.Socket = api.DefaultSocket()
+	}
+	if c.DB == "" {
+		c.DB = DefaultDB()
+	}
+	if c.Workers <= 0 {
+		c.Workers = runtime.NumCPU()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if c.Quiet <= 0 {
+		c.Quiet = 50 * time.Millisecond
+	}
+	if c.MaxDelay <= 0 {
+		c.MaxDelay = 2 * time.Second
+	}
+	if c.CookieTimeout <= 0 {
+		c.CookieTimeout = 2 * time.Second
+	}
+}
+
+// Daemon is a running narhashd.
+type Daemon struct {
+	cfg     Config
+	log     *slog.Logger
+	store   *cache.Store
+	watcher *fsnotify.Watcher
+	started time.Time
+
+	// Owned by the loop goroutine.
+	roots     map[string]*root
+	tracked   map[string]*tracked // roots and the paths inside them that were asked for
+	queue     []*tracked          // waiting for a worker
+	running   int
+	epoch     uint64
+	overflows int
+	warnings  []string
+
+	calls   chan func()     // closures to run on the loop
+	stopped chan struct{}   // closed when the loop has exited
+	jobs    chan *job       // loop -> workers
+	results chan *job       // workers -> loop
+	saves   chan cache.Item // loop -> store writer
+	inject  chan error      // tests: errors as if from the watcher
+	cookies cookieJar
+	// testHookAdd, when set, is called instead of the watcher's Add.
+	testHookAdd func(path string) error
+}
+
+// New opens the database and the watcher; Run serves.
+func New(cfg Config) (*Daemon, error) {
+	cfg.defaults()
+	store, err := cache.Open(cfg.DB, nil)
+	if err != nil {
+		return nil, err
+	}
+	if store.Recovered != "" {
+		cfg.Logger.Warn("database recovered", "path", cfg.DB, "err", store.Recovered)
+	}
+	w, err := fsnotify.NewBufferedWatcher(4096)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("inotify: %w (too many inotify instances? raise fs.inotify.max_user_instances)", err)
+	}
+	d := &Daemon{
+		cfg: cfg, log: cfg.Logger, store: store, watcher: w, started: time.Now(),
+		roots: map[string]*root{}, tracked: map[string]*tracked{},
+		calls: make(chan func()), stopped: make(chan struct{}), jobs: make(chan *job), results: make(chan *job, cfg.Workers),
+		saves: make(chan cache.Item, 256), inject: make(chan error, 1),
+	}
+	if store.Recovered != "" {
+		d.warnings = append(d.warnings, store.Recovered)
+	}
+	return d, nil
+}
+
+// Run serves until ctx is done, then shuts down cleanly: it stops
+// accepting, cancels running jobs, flushes the database and removes the
+// socket.
+func Run(ctx context.Context, cfg Config) error {
+	d, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	return d.Run(ctx)
+}
+
+// Run serves until ctx is done.
+func (d *Daemon) Run(ctx context.Context) error {
+	defer d.store.Close()
+	defer d.watcher.Close()
+	l, err := api.Listen(d.cfg.Socket)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	if err := d.cookies.init(filepath.Dir(d.cfg.Socket), d.watcher); err != nil {
+		return err
+	}
+	defer d.cookies.close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range d.cfg.Workers {
+		wg.Go(func() { d.worker(ctx) })
+	}
+	saved := make(chan struct{})
+	go func() { d.storeWriter(); close(saved) }()
+
+	srv := &http.Server{Handler: api.NewHandler(d), ConnContext: api.ConnContext, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+
+	d.log.Info("narhashd started", "socket", d.cfg.Socket, "db", d.cfg.DB, "workers", d.cfg.Workers)
+	loopDone := make(chan struct{})
+	go func() { d.loop(ctx); close(d.stopped); close(loopDone) }()
+	d.call(ctx, func() { d.startup() })
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-served:
+		cancel()
+	}
+	shutCtx, stop := context.WithTimeout(context.Background(), 3*time.Second)
+	srv.Shutdown(shutCtx)
+	stop()
+	<-loopDone
+	wg.Wait()
+	close(d.saves)
+	<-saved
+	d.log.Info("narhashd stopped")
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	return nil
+}
+
+// call runs fn on the loop and waits for it; false if the daemon stopped.
+func (d *Daemon) call(ctx context.Context, fn func()) bool {
+	done := make(chan struct{})
+	select {
+	case d.calls <- func() { fn(); close(done) }:
+	case <-ctx.Done():
+		return false
+	case <-d.stopped:
+		return false
+	}
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// loop applies watcher events, runs calls, dispatches jobs and takes
+// their results, in one goroutine.
+func (d *Daemon) loop(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		d.armTimer(timer)
+		select {
+		case <-ctx.Done():
+			d.shutdown()
+			return
+		case ev, ok := <-d.watcher.Events:
+			if ok {
+				d.onEvent(ev)
+			}
+		case err, ok := <-d.watcher.Errors:
+			if ok {
+				d.onWatchError(err)
+			}
+		case err := <-d.inject:
+			d.onWatchError(err)
+		case fn := <-d.calls:
+			fn()
+		case j := <-d.results:
+			d.onResult(j)
+		case <-timer.C:
+			d.startDue(time.Now())
+		}
+		d.dispatch(ctx)
+	}
+}
+
+// armTimer sets the timer to the earliest debounced rehash.
+func (d *Daemon) armTimer(timer *time.Timer) {
+	var next time.Time
+	for _, t := range d.tracked {
+		if at, ok := t.agg.due(); ok && t.job == nil && (next.IsZero() || at.Before(next)) {
+			next = at
+		}
+	}
+	wait := time.Hour
+	if !next.IsZero() {
+		wait = max(0, time.Until(next))
+	}
+	timer.Reset(wait)
+}
+
+// shutdown cancels every job and tells every waiter.
+func (d *Daemon) shutdown() {
+	for _, t := range d.tracked {
+		if t.job != nil {
+			t.job.cancel()
+		}
+		t.fail(errors.New("narhashd is shutting down"))
+	}
+}

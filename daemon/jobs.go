@@ -1,0 +1,205 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/narhash/narhash/api"
+	"github.com/narhash/narhash/cache"
+	"github.com/narhash/narhash/hasher"
+	"github.com/narhash/narhash/nar"
+)
+
+// A job hashes a tracked path, or, to verify a cached entry, stat-walks it.
+type job struct {
+	t      *tracked
+	gen    uint64 // the path's generation when the job began
+	verify bool
+	ctx    context.Context
+	cancel context.CancelFunc
+	start  time.Time
+
+	res hasher.Result   // hash jobs
+	fp  nar.Fingerprint // verify jobs
+	err error
+}
+
+// schedule queues t for a job, at the front when a query waits for it.
+func (d *Daemon) schedule(t *tracked, urgent bool) {
+	if t.job != nil && t.job.gen == t.gen {
+		return // the running job will do
+	}
+	if t.queued {
+		if !urgent {
+			return
+		}
+		for i, q := range d.queue {
+			if q == t {
+				d.queue = append(d.queue[:i], d.queue[i+1:]...)
+				break
+			}
+		}
+	}
+	t.queued = true
+	if urgent {
+		d.queue = append([]*tracked{t}, d.queue...)
+	} else {
+		d.queue = append(d.queue, t)
+	}
+}
+
+// startDue queues the paths whose debounce has run out.
+func (d *Daemon) startDue(now time.Time) {
+	for _, t := range d.tracked {
+		if at, ok := t.agg.due(); ok && !at.After(now) && t.job == nil {
+			d.schedule(t, false)
+		}
+	}
+}
+
+// dispatch starts queued jobs while workers are free.
+func (d *Daemon) dispatch(ctx context.Context) {
+	for d.running < d.cfg.Workers && len(d.queue) > 0 {
+		t := d.queue[0]
+		d.queue = d.queue[1:]
+		t.queued = false
+		if t.job != nil && t.job.gen == t.gen {
+			continue
+		}
+		if _, ok := d.tracked[t.path]; !ok {
+			continue // no longer tracked
+		}
+		j := &job{t: t, gen: t.gen, start: time.Now()}
+		j.verify = t.entry != nil && t.entryGen == t.gen && (!t.verified || t.root.degraded)
+		j.ctx, j.cancel = context.WithCancel(ctx)
+		t.job = j
+		t.agg.reset()
+		d.running++
+		select {
+		case d.jobs <- j:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// worker runs jobs until ctx is done.
+func (d *Daemon) worker(ctx context.Context) {
+	for {
+		select {
+		case j := <-d.jobs:
+			if j.verify {
+				j.fp, _, j.err = nar.StatTree(j.ctx, j.t.path)
+			} else {
+				j.res, j.err = hasher.HashPath(j.ctx, j.t.path, nil)
+			}
+			j.cancel()
+			select {
+			case d.results <- j:
+			case <-ctx.Done():
+				return
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// onResult takes a finished job's result, keeping it only if the path
+// did not change while the job ran.
+func (d *Daemon) onResult(j *job) {
+	d.running--
+	t := j.t
+	if t.job != j {
+		return // replaced
+	}
+	t.job = nil
+	if j.gen != t.gen || errors.Is(j.err, context.Canceled) {
+		// The tree changed under the job: whatever it found is stale.
+		if len(t.waiters) > 0 {
+			d.schedule(t, true)
+		}
+		return
+	}
+	took := time.Since(j.start)
+	if j.verify {
+		if j.err == nil && j.fp == t.entry.Fingerprint && !j.fp.Racy(t.entry.Computed.UnixNano()) {
+			t.verified = true
+			d.answer(t, "validated")
+			return
+		}
+		// Changed while narhashd was away (or unsure): hash it again.
+		t.verified = false
+		t.entry = nil
+		d.schedule(t, len(t.waiters) > 0)
+		return
+	}
+	if j.err != nil {
+		t.err = j.err
+		d.log.Warn("hash failed", "path", t.path, "err", j.err, "dur", took)
+		t.fail(j.err)
+		return
+	}
+	e := cache.Entry{Hash: [32]byte(j.res.Hash.Digest), NARSize: j.res.NARSize, Fingerprint: j.res.Fingerprint, Computed: j.start, Took: took}
+	changed := t.entry == nil || t.entry.Hash != e.Hash
+	t.entry, t.entryGen, t.verified, t.err = &e, j.gen, true, nil
+	d.saves <- cache.Item{Path: t.path, Entry: e}
+	d.log.Debug("hashed", "path", t.path, "hash", j.res.Hash.Format(hasher.Nix32), "bytes", e.NARSize, "dur", took)
+	d.answer(t, "computed")
+	if changed {
+		h := t.apiHash(d, "computed")
+		for ch := range t.subs {
+			select { // keep only the newest for a slow subscriber
+			case <-ch:
+			default:
+			}
+			ch <- h
+		}
+	}
+}
+
+// answer gives every waiter t's current entry.
+func (d *Daemon) answer(t *tracked, source string) {
+	if len(t.waiters) == 0 {
+		return
+	}
+	h := t.apiHash(d, source)
+	for _, w := range t.waiters {
+		w <- result{hash: h}
+	}
+	t.waiters = nil
+}
+
+// storeWriter commits results in batches: every 64 results or 50 ms.
+func (d *Daemon) storeWriter() {
+	var batch []cache.Item
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		if err := d.store.PutMany(batch); err != nil {
+			d.log.Error("save results", "err", err, "path", d.cfg.DB)
+		}
+		batch = batch[:0]
+	}
+	for {
+		select {
+		case it, ok := <-d.saves:
+			if !ok {
+				flush()
+				return
+			}
+			batch = append(batch, it)
+			if len(batch) >= 64 {
+				flush()
+			}
+		case <-tick.C:
+			flush()
+		}
+	}
+}
+
+var _ api.Backend = (*Daemon)(nil)
