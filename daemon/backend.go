@@ -46,8 +46,11 @@ func (d *Daemon) Hash(ctx context.Context, path string, watch bool) (api.Hash, e
 			d.tracked[path] = t
 		}
 		inRoot = true
-		if barrier != nil {
-			t.verified = false // unsure the events are in: check by a stat walk
+		if barrier != nil || t.root.degraded {
+			// Events cannot vouch for the tree: check it by a stat walk
+			// begun after this query.
+			t.verified = false
+			t.staleBefore = time.Now()
 		}
 		if t.fresh() {
 			immediate = &result{hash: t.apiHash(d, "cache")}

@@ -27,7 +27,7 @@ type job struct {
 
 // schedule queues t for a job, at the front when a query waits for it.
 func (d *Daemon) schedule(t *tracked, urgent bool) {
-	if t.job != nil && t.job.gen == t.gen {
+	if t.current() {
 		return // the running job will do
 	}
 	if t.queued {
@@ -64,11 +64,14 @@ func (d *Daemon) dispatch(ctx context.Context) {
 		t := d.queue[0]
 		d.queue = d.queue[1:]
 		t.queued = false
-		if t.job != nil && t.job.gen == t.gen {
+		if t.current() {
 			continue
 		}
 		if _, ok := d.tracked[t.path]; !ok {
 			continue // no longer tracked
+		}
+		if t.job != nil {
+			t.job.cancel() // too old to answer; its result will be ignored
 		}
 		j := &job{t: t, gen: t.gen, start: time.Now()}
 		j.verify = t.entry != nil && t.entryGen == t.gen && (!t.verified || t.root.degraded)

@@ -30,6 +30,9 @@ type tracked struct {
 	waiters  []chan result
 	subs     map[chan api.Hash]struct{}
 	err      error // the last job's failure, until the next success
+	// staleBefore: no job begun before this time may answer a query. Set
+	// when a query cannot rely on events: a degraded root, a failed barrier.
+	staleBefore time.Time
 }
 
 // result is what a waiting query gets.
@@ -41,6 +44,12 @@ type result struct {
 // fresh reports whether the entry is the hash of the tree as it is.
 func (t *tracked) fresh() bool {
 	return t.entry != nil && t.entryGen == t.gen && t.verified && !t.root.degraded
+}
+
+// current reports whether the running job, if any, can answer a query
+// that is waiting now.
+func (t *tracked) current() bool {
+	return t.job != nil && t.job.gen == t.gen && !t.job.start.Before(t.staleBefore)
 }
 
 func (t *tracked) apiHash(d *Daemon, source string) api.Hash {
