@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/narhash/narhash/api"
+	"github.com/narhash/narhash/nar/nartest"
+)
+
+func TestDaemonNotRunning(t *testing.T) {
+	sock := filepath.Join(nartest.TempDir(t), "none.sock")
+	for _, args := range [][]string{{"query", "--socket", sock, "."}, {"status", "--socket", sock}, {"watch", "ls", "--socket", sock}} {
+		_, errOut, code := narhash(t, nil, args...)
+		msg := string(errOut)
+		if code != 1 || !strings.Contains(msg, "narhashd is not running") || !strings.Contains(msg, sock) || !strings.Contains(msg, "start it with 'narhashd'") {
+			t.Errorf("narhash %q: exit %d, %q", args, code, msg)
+		}
+	}
+}
+
+// fakeBackend answers like a daemon that knows one root.
+type fakeBackend struct{ roots []api.Root }
+
+func (f *fakeBackend) Hash(_ context.Context, path string, watch bool) (api.Hash, error) {
+	if strings.HasSuffix(path, "missing") {
+		return api.Hash{}, api.Errorf(http.StatusNotFound, "hash %s: no such file or directory", path)
+	}
+	h := api.Hash{Path: path, NARSize: 120, Source: "cache"}
+	h.Digest[0] = 0x0a // any digest will do
+	return h, nil
+}
+func (f *fakeBackend) Roots(context.Context) ([]api.Root, error) { return f.roots, nil }
+func (f *fakeBackend) AddRoot(_ context.Context, p string) (api.Root, error) {
+	r := api.Root{Path: p, State: "clean", Watches: 3}
+	f.roots = append(f.roots, r)
+	return r, nil
+}
+func (f *fakeBackend) RemoveRoot(context.Context, string) error { f.roots = nil; return nil }
+func (f *fakeBackend) Status(context.Context) (api.Status, error) {
+	return api.Status{PID: 42, Started: time.Now(), Workers: 2, Roots: f.roots, Warnings: []string{"a warning"}}, nil
+}
+func (f *fakeBackend) Subscribe(ctx context.Context, path string, send func(api.Hash) error) error {
+	h, _ := f.Hash(ctx, path, false)
+	return send(h)
+}
+
+func TestDaemonCommands(t *testing.T) {
+	sock := filepath.Join(nartest.TempDir(t), "s.sock")
+	l, err := api.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: api.NewHandler(&fakeBackend{}), ConnContext: api.ConnContext}
+	go srv.Serve(l)
+	defer srv.Close()
+
+	out := narhashOK(t, nil, "query", "--socket", sock, "/a", "/b")
+	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); len(lines) != 2 || len(lines[0]) != 52 {
+		t.Errorf("query: %q", out)
+	}
+	out = narhashOK(t, nil, "query", "--socket", sock, "--format", "sri", "--json", "/a")
+	if !strings.Contains(string(out), `"hash":"sha256-`) || !strings.Contains(string(out), `"source":"cache"`) {
+		t.Errorf("query --json: %s", out)
+	}
+	if _, errOut, code := narhash(t, nil, "query", "--socket", sock, "/missing"); code != 1 || !strings.Contains(string(errOut), "no such file") {
+		t.Errorf("query of a missing path: exit %d, %s", code, errOut)
+	}
+	if out := narhashOK(t, nil, "watch", "add", "--socket", sock, "/src"); !strings.Contains(string(out), "watching /src (3 directories)") {
+		t.Errorf("watch add: %s", out)
+	}
+	if out := narhashOK(t, nil, "watch", "ls", "--socket", sock); string(out) != "/src\n" {
+		t.Errorf("watch ls: %q", out)
+	}
+	if out := narhashOK(t, nil, "status", "--socket", sock); !strings.Contains(string(out), "narhashd pid 42") || !strings.Contains(string(out), "warning: a warning") {
+		t.Errorf("status: %s", out)
+	}
+	if out := narhashOK(t, nil, "watch", "rm", "--socket", sock, "/src"); !strings.Contains(string(out), "no longer watching /src") {
+		t.Errorf("watch rm: %s", out)
+	}
+	_, _, code := narhash(t, nil, "subscribe", "--socket", sock, "/a")
+	if code != 1 { // the fake ends the stream after one line: the CLI says the daemon closed it
+		t.Errorf("subscribe: exit %d", code)
+	}
+}
