@@ -5,6 +5,10 @@
 // (tiny). Runs are interleaved round by round; it checks that every tool
 // prints the same hash and reports medians, peak memory and ratios.
 //
+// Then it starts narhashd watching the tiny tree and measures query
+// latency (through the Go client and through `narhash query`) and the
+// daemon's memory.
+//
 // It is its own module so that go-nix is never a dependency of narhash:
 //
 //	go run -C cmd/benchmark . [-rounds 7] [-dir /dev/shm/narhash-bench]
@@ -82,6 +86,22 @@ func childSHA256(arg string) int {
 	return 0
 }
 
+// goBuild builds a command of narhash's own module (where the replace
+// directive of this module points) into out.
+func goBuild(ctx context.Context, stderr io.Writer, out, pkg string) error {
+	dir, err := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}", "github.com/narhash/narhash").Output()
+	if err != nil {
+		return fmt.Errorf("find narhash's module: %w", err)
+	}
+	build := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+	build.Dir = strings.TrimSpace(string(dir))
+	build.Stdout, build.Stderr = stderr, stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("go build %s: %w", pkg, err)
+	}
+	return nil
+}
+
 // spawn runs a command and reports its wall time and peak RSS on the last
 // line of standard error. It runs as a fresh, small process: a child's
 // ru_maxrss includes the memory of the process it was forked from, so
@@ -133,6 +153,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	dir := fs.String("dir", defDir, "where to build the trees and binaries (kept for the next run)")
 	rounds := fs.Int("rounds", 7, "interleaved rounds; the table shows medians")
 	only := fs.String("trees", "big,src,tiny", "which trees to measure")
+	queries := fs.Int("queries", 2000, "daemon queries through the Go client (0: skip the daemon benchmark)")
 	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -148,10 +169,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	narhash := filepath.Join(*dir, "narhash")
 	fmt.Fprintln(stderr, "building narhash…")
-	build := exec.CommandContext(ctx, "go", "build", "-o", narhash, "github.com/narhash/narhash/cmd/narhash")
-	build.Stdout, build.Stderr = stderr, stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(stderr, "benchmark: go build narhash:", err)
+	if err := goBuild(ctx, stderr, narhash, "./cmd/narhash"); err != nil {
+		fmt.Fprintln(stderr, "benchmark:", err)
 		return 1
 	}
 	tools := []tool{
@@ -221,7 +240,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "round %d/%d done\n", r, *rounds)
 		}
 	}
-	return report(stdout, stderr, selected, tools, samples, sizes, *dir)
+	status := report(stdout, stderr, selected, tools, samples, sizes, *dir)
+	if *queries > 0 && paths["tiny"] != "" {
+		if err := benchDaemon(ctx, stdout, stderr, *dir, paths["tiny"], *queries); err != nil {
+			fmt.Fprintln(stderr, "benchmark: daemon:", err)
+			return 1
+		}
+	}
+	return status
 }
 
 // measure runs a command through spawn and returns its wall time, peak
