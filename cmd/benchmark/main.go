@@ -2,7 +2,8 @@
 // go-nix's DumpPath into SHA-256 and a plain in-memory SHA-256 of the same
 // number of bytes, on three trees it generates deterministically: one
 // 1 GiB file (big), a source-like tree (src) and 100,000 tiny files
-// (tiny). Runs are interleaved round by round; it checks that every tool
+// (tiny). On each tree the tools run in turn, round by round (the first
+// round warms up and is not counted); it checks that every tool
 // prints the same hash and reports medians, peak memory and ratios.
 //
 // Then it starts narhashd watching the tiny tree and measures query
@@ -212,12 +213,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		sizes[t.name] = res.NARSize
 	}
 
+	// Tree by tree: every tool in turn, round by round, so the tools are
+	// compared under the same conditions; round 0 warms up.
 	samples := map[string]map[string][]sample{}
-	for r := range *rounds + 1 { // round 0 warms up and is not counted
-		for _, t := range selected {
-			if samples[t.name] == nil {
-				samples[t.name] = map[string][]sample{}
-			}
+	for _, t := range selected {
+		samples[t.name] = map[string][]sample{}
+		for r := range *rounds + 1 {
 			order := slices.Clone(tools)
 			for range r % len(order) { // rotate who goes first
 				order = append(order[1:], order[0])
@@ -236,9 +237,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				}
 			}
 		}
-		if r > 0 {
-			fmt.Fprintf(stderr, "round %d/%d done\n", r, *rounds)
-		}
+		fmt.Fprintf(stderr, "%s: %d rounds done\n", t.name, *rounds)
 	}
 	status := report(stdout, stderr, selected, tools, samples, sizes, *dir)
 	if *queries > 0 && paths["tiny"] != "" {
