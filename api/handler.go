@@ -96,6 +96,15 @@ func formatParam(r *http.Request) (hasher.Format, error) {
 	return format, nil
 }
 
+func pathAndFormat(r *http.Request) (string, hasher.Format, error) {
+	path, err := pathParam(r)
+	if err != nil {
+		return "", 0, err
+	}
+	format, err := formatParam(r)
+	return path, format, err
+}
+
 // Result turns a Hash into its wire form, in format f.
 func Result(h Hash, f hasher.Format) HashResult {
 	return HashResult{
@@ -106,12 +115,7 @@ func Result(h Hash, f hasher.Format) HashResult {
 }
 
 func (h *handler) hash(w http.ResponseWriter, r *http.Request) {
-	path, err := pathParam(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	format, err := formatParam(r)
+	path, format, err := pathAndFormat(r)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -179,12 +183,7 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) subscribe(w http.ResponseWriter, r *http.Request) {
-	path, err := pathParam(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	format, err := formatParam(r)
+	path, format, err := pathAndFormat(r)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -35,15 +35,9 @@ func (d *Daemon) Hash(ctx context.Context, path string, watch bool) (api.Hash, e
 	var immediate *result
 	inRoot := false
 	if !d.call(ctx, func() {
-		t := d.tracked[path]
+		t := d.track(path)
 		if t == nil {
-			r := d.rootOf(path)
-			if r == nil {
-				return
-			}
-			t = &tracked{path: path, root: r}
-			d.loadEntry(t)
-			d.tracked[path] = t
+			return
 		}
 		inRoot = true
 		if barrier != nil || t.root.degraded {
@@ -76,6 +70,22 @@ func (d *Daemon) Hash(ctx context.Context, path string, watch bool) (api.Hash, e
 	case <-ctx.Done():
 		return api.Hash{}, ctx.Err()
 	}
+}
+
+// track returns the tracked path for path, starting to track it if it
+// is inside a root; nil if it is outside every root. Runs on the loop.
+func (d *Daemon) track(path string) *tracked {
+	if t := d.tracked[path]; t != nil {
+		return t
+	}
+	r := d.rootOf(path)
+	if r == nil {
+		return nil
+	}
+	t := &tracked{path: path, root: r}
+	d.loadEntry(t)
+	d.tracked[path] = t
+	return t
 }
 
 // hashOutside answers for a path outside every root: its cached entry if
@@ -207,15 +217,9 @@ func (d *Daemon) Subscribe(ctx context.Context, path string, send func(api.Hash)
 	ch := make(chan api.Hash, 1)
 	inRoot := false
 	if !d.call(ctx, func() {
-		t := d.tracked[path]
+		t := d.track(path)
 		if t == nil {
-			r := d.rootOf(path)
-			if r == nil {
-				return
-			}
-			t = &tracked{path: path, root: r}
-			d.loadEntry(t)
-			d.tracked[path] = t
+			return
 		}
 		inRoot = true
 		if t.subs == nil {
