@@ -40,6 +40,7 @@ func (d *Daemon) Hash(ctx context.Context, path string, watch bool) (api.Hash, e
 			return
 		}
 		inRoot = true
+		d.ensureWatched(t.root)
 		if barrier != nil || t.root.degraded {
 			// Events cannot vouch for the tree: check it by a stat walk
 			// begun after this query.

@@ -233,6 +233,26 @@ func TestQueryAfterEveryChange(t *testing.T) {
 	}
 }
 
+// TestRootRecreated: a root removed and made anew is watched again.
+func TestRootRecreated(t *testing.T) {
+	root := newTree(t)
+	r := start(t, Config{Watch: []string{root}})
+	query(t, r.c, root)
+	os.RemoveAll(root)
+	if _, err := r.c.Hash(context.Background(), root, "", false); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("query of a removed root: %v", err)
+	}
+	os.MkdirAll(filepath.Join(root, "again"), 0o755)
+	os.WriteFile(filepath.Join(root, "again", "f"), []byte("1"), 0o644)
+	if got, want := query(t, r.c, root), offline(t, root); got.Hash != want {
+		t.Fatalf("recreated root: %s, want %s", got.Hash, want)
+	}
+	os.WriteFile(filepath.Join(root, "again", "f"), []byte("2"), 0o644)
+	if got, want := query(t, r.c, root), offline(t, root); got.Hash != want {
+		t.Fatalf("change in the recreated root: %s, want %s", got.Hash, want)
+	}
+}
+
 // TestOutsideRoots: a path outside every root is hashed on demand and
 // its cached entry is checked by a stat walk.
 func TestOutsideRoots(t *testing.T) {

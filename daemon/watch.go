@@ -200,6 +200,27 @@ func (d *Daemon) rootOf(path string) *root {
 	return best
 }
 
+// ensureWatched watches a directory root again after it was removed (and
+// perhaps created anew): its own watch went with it, and nothing above
+// it is watched. Whatever happened meanwhile was not seen, so every path
+// in it is invalidated.
+func (d *Daemon) ensureWatched(r *root) {
+	if r.degraded || r.watches[r.path] {
+		return
+	}
+	st, err := os.Lstat(r.path)
+	if err != nil || !st.IsDir() {
+		return // a file root watches its directory; a missing root fails its job
+	}
+	d.watchTree(r, r.path)
+	now := time.Now()
+	for p, t := range d.tracked {
+		if within(p, r.path) {
+			d.touch(t, now)
+		}
+	}
+}
+
 // watchTree watches dir and every directory below it: each is watched
 // first and listed second, so that nothing created in between is missed.
 func (d *Daemon) watchTree(r *root, dir string) {
