@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 
-	"github.com/minio/sha256-simd"
 	"github.com/narhash/narhash/nar"
 )
 
@@ -19,35 +18,38 @@ type Options struct {
 	// Attempts is how many times a tree that changes while it is read is
 	// hashed again before giving up; 0 means 3.
 	Attempts int
+	// Algo hashes the NAR; the zero value is SHA256, what Nix uses for
+	// NAR hashes unless told otherwise (nix-hash --type).
+	Algo Algo
 }
 
 // A Result is the NAR hash of a path and what was learnt computing it.
 type Result struct {
-	Hash        Hash  // SHA-256 of the NAR
+	Hash        Hash  // of the NAR, SHA-256 unless Options.Algo says otherwise
 	NARSize     int64 // bytes of NAR hashed
 	Fingerprint nar.Fingerprint
 	Stats       nar.DumpStats
 }
 
-// HashPath returns the SHA-256 of the NAR serialisation of path, what
-// `nix-hash --type sha256 path` and `nix hash path` compute. The NAR is
+// HashPath returns the SHA-256 (or opt.Algo) of the NAR serialisation of
+// path, what `nix-hash --type sha256 path` and `nix hash path` compute. The NAR is
 // streamed into the hash, never held in memory. If the tree changes while
 // it is read, it is hashed again, up to opt.Attempts times, and then the
 // error matches nar.ErrChanged: a hash of a torn read is never returned.
 func HashPath(ctx context.Context, path string, opt *Options) (Result, error) {
-	attempts, dopt := 3, &nar.DumpOptions{}
+	attempts, algo, dopt := 3, SHA256, &nar.DumpOptions{}
 	if opt != nil {
 		if opt.Attempts > 0 {
 			attempts = opt.Attempts
 		}
-		dopt.Readers = opt.Readers
+		dopt.Readers, algo = opt.Readers, opt.Algo
 	}
-	h := sha256.New()
+	h := algo.New()
 	for try := 1; ; try++ {
 		h.Reset()
 		res, err := nar.Dump(ctx, h, path, dopt)
 		if err == nil {
-			return Result{Hash{SHA256, h.Sum(nil)}, res.Size, res.Fingerprint, res.DumpStats}, nil
+			return Result{Hash{algo, h.Sum(nil)}, res.Size, res.Fingerprint, res.DumpStats}, nil
 		}
 		if !errors.Is(err, nar.ErrChanged) || try >= attempts || ctx.Err() != nil {
 			if errors.Is(err, nar.ErrChanged) {

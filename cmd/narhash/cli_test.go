@@ -24,7 +24,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"hash", "-h"}, 0, "Usage: narhash hash"},
 		{[]string{"hash", "--format", "base58", "."}, 2, `unknown hash format "base58"`},
 		{[]string{"hash", "--no-such-flag", "."}, 2, "flag provided but not defined"},
-		{[]string{"hash", "--type", "sha1", "."}, 2, "--type sha1 goes with --flat"},
+		{[]string{"hash", "--type", "sha3", "."}, 2, `unknown hash algorithm "sha3"`},
 		{[]string{"verify", "."}, 2, "want PATH HASH"},
 		{[]string{"verify", ".", "nothash"}, 2, "not a hash"},
 		{[]string{"convert", "abc"}, 2, "--to FORMAT is required"},

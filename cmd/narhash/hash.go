@@ -15,7 +15,7 @@ import (
 func init() {
 	commands = append(commands,
 		&command{
-			name: "hash", args: "[--format F] [--flat] [--json] PATH...",
+			name: "hash", args: "[--format F] [--type ALGO] [--flat] [--json] PATH...",
 			summary: "Print the NAR hash of each PATH, like nix-hash --type sha256 --base32.",
 			help: `One hash per line, in argument order. Paths are hashed in parallel.
 A tree that changes while it is read is hashed again; a hash of a torn read
@@ -94,7 +94,7 @@ func hashFlags(fs *flag.FlagSet) any {
 	fs.StringVar(&o.format, "format", "nix32", "output `format`: nix32, base16, base64, sri or multibase")
 	fs.BoolVar(&o.flat, "flat", false, "hash each file's contents instead of its NAR (like nix hash file)")
 	fs.BoolVar(&o.json, "json", false, "print one JSON object per path")
-	fs.StringVar(&o.algo, "type", "sha256", "with --flat, the hash `algorithm`: sha256, sha512, sha1, md5")
+	fs.StringVar(&o.algo, "type", "sha256", "the hash `algorithm`: sha256, sha512, sha1, md5 (like nix-hash --type)")
 	return o
 }
 
@@ -120,9 +120,6 @@ func runHash(ctx context.Context, sio *stdio, o any, args []string) error {
 	algo, err := hasher.ParseAlgo(opts.algo)
 	if err != nil {
 		return usagef("%v", err)
-	}
-	if !opts.flat && algo != hasher.SHA256 {
-		return usagef("--type %s goes with --flat: a NAR hash is SHA-256", algo)
 	}
 	if len(args) == 0 {
 		return usagef("no PATH given")
@@ -188,7 +185,7 @@ func hashOne(ctx context.Context, path string, flat bool, algo hasher.Algo, form
 		r.Hash, r.Size = h.Format(format), &size
 		return r
 	}
-	res, err := hasher.HashPath(ctx, path, &hasher.Options{Readers: readers})
+	res, err := hasher.HashPath(ctx, path, &hasher.Options{Readers: readers, Algo: algo})
 	if err != nil {
 		r.err = fmt.Errorf("hash %s: %w", path, err)
 		return r
@@ -205,10 +202,7 @@ func computeHash(ctx context.Context, path string, flat bool, algo hasher.Algo) 
 		h, _, err := hasher.HashFile(ctx, path, algo)
 		return h, err
 	}
-	if algo != hasher.SHA256 {
-		return hasher.Hash{}, fmt.Errorf("a NAR hash is SHA-256, not %s (use --flat for a file's %s)", algo, algo)
-	}
-	res, err := hasher.HashPath(ctx, path, nil)
+	res, err := hasher.HashPath(ctx, path, &hasher.Options{Algo: algo})
 	if err != nil {
 		return hasher.Hash{}, fmt.Errorf("hash %s: %w", path, err)
 	}

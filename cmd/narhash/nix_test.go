@@ -129,6 +129,11 @@ func TestHashMatchesNix(t *testing.T) {
 		if got, want := narhashOK(t, nil, "hash", "--format", "sri", p), nixOut(t, "nix", "hash", "path", p); !bytes.Equal(got, want) {
 			t.Errorf("%s sri: got %s, nix hash path %s", n, got, want)
 		}
+		for _, algo := range []string{"sha512", "sha1", "md5"} {
+			if got, want := narhashOK(t, nil, "hash", "--type", algo, "--format", "nix32", p), nixOut(t, "nix-hash", "--type", algo, "--base32", p); !bytes.Equal(got, want) {
+				t.Errorf("%s NAR %s: got %s, nix-hash %s", n, algo, got, want)
+			}
+		}
 	}
 }
 
