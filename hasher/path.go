@@ -21,6 +21,9 @@ type Options struct {
 	// Algo hashes the NAR; the zero value is SHA256, what Nix uses for
 	// NAR hashes unless told otherwise (nix-hash --type).
 	Algo Algo
+	// Progress, if not nil, is added to as the NAR is hashed (see
+	// nar.DumpOptions.Progress); an attempt that is retried counts twice.
+	Progress *nar.Progress
 }
 
 // A Result is the NAR hash of a path and what was learnt computing it.
@@ -42,7 +45,7 @@ func HashPath(ctx context.Context, path string, opt *Options) (Result, error) {
 		if opt.Attempts > 0 {
 			attempts = opt.Attempts
 		}
-		dopt.Readers, algo = opt.Readers, opt.Algo
+		dopt.Readers, dopt.Progress, algo = opt.Readers, opt.Progress, opt.Algo
 	}
 	h := algo.New()
 	for try := 1; ; try++ {

@@ -100,6 +100,21 @@ func BenchmarkDump(b *testing.B) {
 	}
 }
 
+func TestProgress(t *testing.T) {
+	root := nartest.TempDir(t)
+	if err := nartest.Random(root, 4, 300); err != nil {
+		t.Fatal(err)
+	}
+	var p Progress
+	res, err := Dump(context.Background(), io.Discard, root, &DumpOptions{Progress: &p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Bytes.Load() != res.Size || p.Entries.Load() != res.Fingerprint.Entries {
+		t.Errorf("progress %d bytes, %d entries; the dump wrote %d bytes, %d entries", p.Bytes.Load(), p.Entries.Load(), res.Size, res.Fingerprint.Entries)
+	}
+}
+
 // TestDumpAllocsPerFile: the dump's allocations grow with the number of
 // directories, not of files.
 func TestDumpAllocsPerFile(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,6 +26,15 @@ type DumpOptions struct {
 	// Readers is the number of goroutines reading files ahead of the
 	// writer; 0 means runtime.GOMAXPROCS(0).
 	Readers int
+	// Progress, if not nil, is added to as the archive is written, once
+	// per batch, for a progress display; several dumps may share one.
+	Progress *Progress
+}
+
+// Progress counts a dump's progress. Read it from any goroutine.
+type Progress struct {
+	Entries atomic.Int64 // files, directories and symlinks written
+	Bytes   atomic.Int64 // bytes of archive written
 }
 
 // DumpStats counts what a dump visited.
@@ -100,6 +110,9 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 	}
 
 	e := &emitter{w: NewWriter(dst), fp: newFingerprinter()}
+	if opt != nil {
+		e.progress = opt.Progress
+	}
 	err := e.run(ctx, p)
 	if err == nil && walkErr != nil {
 		// The walker failed without getting its error into the order
@@ -129,15 +142,22 @@ var batchPool = sync.Pool{New: func() any { return newBatch(arenaSize) }}
 // emitter writes the batches to the archive in order, as the readers
 // make their items ready, and sums up the fingerprint.
 type emitter struct {
-	w     *Writer
-	fp    *fingerprinter
-	count DumpStats
+	w        *Writer
+	fp       *fingerprinter
+	count    DumpStats
+	progress *Progress
+	shown    struct{ Entries, Bytes int64 } // already added to progress
 }
 
 func (e *emitter) run(ctx context.Context, p *pipeline) error {
 	for b := range p.order {
 		if err := e.batch(ctx, b); err != nil {
 			return err
+		}
+		if e.progress != nil {
+			e.progress.Entries.Add(e.fp.entries - e.shown.Entries)
+			e.progress.Bytes.Add(e.w.Offset() - e.shown.Bytes)
+			e.shown.Entries, e.shown.Bytes = e.fp.entries, e.w.Offset()
 		}
 		if len(b.arena) == arenaSize { // not the walker's error batch
 			p.free <- b

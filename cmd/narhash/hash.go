@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
 
 	"github.com/narhash/narhash/hasher"
+	"github.com/narhash/narhash/nar"
 )
 
 func init() {
@@ -124,13 +126,21 @@ func runHash(ctx context.Context, sio *stdio, o any, args []string) error {
 	if len(args) == 0 {
 		return usagef("no PATH given")
 	}
+	var progress *nar.Progress
+	var line *progressLine
+	if f, ok := sio.err.(*os.File); ok && isTerminal(f) && !opts.flat {
+		progress = new(nar.Progress)
+		line = showProgress(f, progress, len(args))
+		defer line.stop()
+	}
 	results := hashAll(ctx, args, func(ctx context.Context, path string, readers int) hashResult {
-		return hashOne(ctx, path, opts.flat, algo, format, readers)
+		return hashOne(ctx, path, opts.flat, algo, format, readers, progress)
 	})
 	failed := false
 	enc := json.NewEncoder(sio.out)
 	for i := range args {
 		r := <-results[i]
+		line.clear()
 		if r.err != nil {
 			fmt.Fprintf(sio.err, "narhash hash: %v\n", r.err)
 			failed = true
@@ -174,7 +184,7 @@ func hashAll(ctx context.Context, paths []string, fn func(ctx context.Context, p
 	return out
 }
 
-func hashOne(ctx context.Context, path string, flat bool, algo hasher.Algo, format hasher.Format, readers int) hashResult {
+func hashOne(ctx context.Context, path string, flat bool, algo hasher.Algo, format hasher.Format, readers int, progress *nar.Progress) hashResult {
 	r := hashResult{Path: path, Algo: algo.String(), Format: format.String()}
 	if flat {
 		h, size, err := hasher.HashFile(ctx, path, algo)
@@ -185,7 +195,7 @@ func hashOne(ctx context.Context, path string, flat bool, algo hasher.Algo, form
 		r.Hash, r.Size = h.Format(format), &size
 		return r
 	}
-	res, err := hasher.HashPath(ctx, path, &hasher.Options{Readers: readers, Algo: algo})
+	res, err := hasher.HashPath(ctx, path, &hasher.Options{Readers: readers, Algo: algo, Progress: progress})
 	if err != nil {
 		r.err = fmt.Errorf("hash %s: %w", path, err)
 		return r
