@@ -16,10 +16,12 @@
 // Caveats:
 //   - Linux only: the dump and restore use openat and friends
 //     (golang.org/x/sys/unix, in sys_linux.go and restore.go).
-//   - Dump detects a file that changes while it is read (size, mtime,
-//     ctime or inode differ after reading) and fails with [ErrChanged]
-//     rather than produce a torn archive; a change that keeps all of those
-//     equal (same size, within one timestamp tick) cannot be seen by stat.
+//   - Dump detects a file that changes while it is read and fails with
+//     [ErrChanged] rather than produce a torn archive: its stat after the
+//     read must match the one before (size, mtime, ctime, inode, mode), or,
+//     on a filesystem stamped from this machine's clock, show no change
+//     since shortly before the dump began. A change that keeps all of
+//     those equal (a write through a shared mmap) cannot be seen by stat.
 //   - The reader is stricter than Nix: Nix accepts some non-canonical
 //     archives ("executable" after "contents", say) that this package
 //     rejects, so that every archive it accepts re-encodes to its own bytes.

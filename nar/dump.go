@@ -59,9 +59,12 @@ type DumpResult struct {
 //
 // Files are read ahead of the writer by opt.Readers goroutines into a
 // bounded set of buffers, so that a dump into a hash keeps the hash busy;
-// all of them have exited when Dump returns. Every file is stat'ed before
-// and after it is read: if anything changed, Dump fails with ErrChanged
-// rather than produce a torn archive. Cancelling ctx stops the dump.
+// all of them have exited when Dump returns. A file is stat'ed after it is
+// read, and also before unless its timestamps prove it unchanged since
+// well before the dump began (see readFile); directories are stat'ed
+// before listing and after their subtree. If anything changed, Dump fails
+// with ErrChanged rather than produce a torn archive. Cancelling ctx stops
+// the dump.
 //
 // Dump returns with the archive's size a Fingerprint of the lstat data of
 // every entry, which [StatTree] recomputes without reading contents.

@@ -351,3 +351,19 @@ func TestRestoreAllOrNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestRacy: a recording within the racy margin of the newest change (a
+// write and a hash in the same second, on a filesystem with 1-second
+// timestamps) cannot be trusted by stat; one well after it can.
+func TestRacy(t *testing.T) {
+	newest := time.Unix(1000, 0).UnixNano()
+	fp := Fingerprint{Newest: newest}
+	for _, tc := range []struct {
+		after time.Duration
+		racy  bool
+	}{{0, true}, {500 * time.Millisecond, true}, {racyMargin, true}, {racyMargin + time.Millisecond, false}, {time.Hour, false}} {
+		if got := fp.Racy(newest + tc.after.Nanoseconds()); got != tc.racy {
+			t.Errorf("recorded %v after the newest change: Racy = %v, want %v", tc.after, got, tc.racy)
+		}
+	}
+}

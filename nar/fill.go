@@ -179,10 +179,10 @@ func fill(ctx context.Context, p *pipeline, b *batch) {
 	}
 }
 
-// racyMargin is how much older than the start of a dump a file's ctime
-// and mtime must be for one stat after reading it to prove it unchanged:
-// more than a coarse kernel clock's lag and a 1-second timestamp's
-// rounding. Tests shorten it.
+// racyMargin is how much older than a moment a file's ctime and mtime
+// must be for a stat to prove the file unchanged since: more than a coarse
+// kernel clock's lag and a 1-second timestamp's rounding. The dump's fast
+// path and Fingerprint.Racy both use it. Tests shorten it.
 var racyMargin = 2 * time.Second
 
 // readFile opens the file of item i and reads it into the arena if it

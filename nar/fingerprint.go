@@ -23,10 +23,11 @@ type Fingerprint struct {
 // Racy reports whether a hash recorded at recorded (nanoseconds since the
 // epoch) with this fingerprint cannot be trusted by stat alone: an entry
 // was changed so close to that moment that a later change within the same
-// clock tick would leave its timestamps equal (git's "racy git" rule).
+// timestamp granule would leave its timestamps equal (git's "racy git"
+// rule). The margin is the dump's own racyMargin, which covers coarse
+// kernel clocks and filesystems with 1-second timestamps.
 func (f Fingerprint) Racy(recorded int64) bool {
-	const tick = 10_000_000 // 10 ms: coarser than any kernel's timestamp clock
-	return f.Newest+tick >= recorded
+	return f.Newest+racyMargin.Nanoseconds() >= recorded
 }
 
 // fingerprinter accumulates a Fingerprint.
