@@ -168,6 +168,31 @@ func TestHashPathRetriesThenGivesUp(t *testing.T) {
 	var _ = nar.ErrChanged
 }
 
+// TestHashFileTorn: a same-size rewrite with the old mtime restored
+// changes only ctime, which HashFile must notice.
+func TestHashFileTorn(t *testing.T) {
+	dir := nartest.TempDir(t)
+	p := filepath.Join(dir, "f")
+	if err := os.WriteFile(p, []byte("12345678"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := os.Open(p)
+	before, _ := f.Stat()
+	f.Close()
+	os.WriteFile(p, []byte("abcdefgh"), 0o644)
+	os.Chtimes(p, before.ModTime(), before.ModTime())
+	after, _ := os.Stat(p)
+	if !changed(before, after) {
+		t.Fatal("a same-size rewrite with the old mtime restored went unnoticed")
+	}
+	if changed(after, after) {
+		t.Fatal("an unchanged file counts as changed")
+	}
+	if _, _, err := HashFile(context.Background(), p, SHA256); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	h := Sum(SHA256, []byte("seed"))
 	for _, fm := range []Format{Nix32, Base16, Base64, SRI, Multibase} {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 
 	"github.com/narhash/narhash/nar"
 )
@@ -88,10 +89,18 @@ func HashFile(ctx context.Context, path string, algo Algo) (Hash, int64, error) 
 	if err != nil {
 		return Hash{}, 0, err
 	}
-	if n != before.Size() || after.Size() != before.Size() || !after.ModTime().Equal(before.ModTime()) {
+	if n != before.Size() || changed(before, after) {
 		return Hash{}, 0, fmt.Errorf("hash %s: %w", path, nar.ErrChanged)
 	}
 	return Hash{algo, h.Sum(nil)}, n, nil
+}
+
+// changed reports whether two stats of an open file differ in what a
+// write, a truncation or a chmod changes: size, mtime, ctime, mode (the
+// same as nar's check; an open file keeps its inode).
+func changed(before, after os.FileInfo) bool {
+	b, a := before.Sys().(*syscall.Stat_t), after.Sys().(*syscall.Stat_t)
+	return a.Size != b.Size || a.Mtim != b.Mtim || a.Ctim != b.Ctim || a.Mode != b.Mode
 }
 
 // ctxReader stops a long copy when its context is cancelled.
