@@ -117,11 +117,36 @@ type pipeline struct {
 	order chan *batch // walker -> writer, in NAR order
 	work  chan *batch // walker -> readers
 	free  chan *batch // writer -> walker, batches to reuse
+	made  int         // batches taken from batchPool; the walker's
 	// files and bytes read so far, for the walker to size batches.
 	files, bytes atomic.Int64
 	// racyBefore is the dump's start less racyMargin, in nanoseconds
 	// since the epoch: files changed before it can be read the fast way.
 	racyBefore int64
+}
+
+// freeBatch returns an empty batch for the walker to fill: a written one,
+// or a new one while fewer than batchesInFlight exist (a small tree needs
+// few), or else the next written one when it comes back. It returns a
+// batch with no arena if ctx is done first, to be thrown away.
+func (p *pipeline) freeBatch(ctx context.Context) *batch {
+	var b *batch
+	select {
+	case b = <-p.free:
+	default:
+		if p.made < batchesInFlight {
+			p.made++
+			b = batchPool.Get().(*batch)
+			break
+		}
+		select {
+		case b = <-p.free:
+		case <-ctx.Done():
+			return newBatch(0)
+		}
+	}
+	b.reset()
+	return b
 }
 
 // testHookRead, when set, runs after a file's contents are read and

@@ -306,13 +306,7 @@ func (w *walker) batch() *batch {
 		return b
 	}
 	w.flush()
-	select {
-	case b := <-w.p.free:
-		b.reset()
-		w.cur = b
-	case <-w.ctx.Done():
-		w.cur = newBatch(0) // thrown away: the walk notices the stop next
-	}
+	w.cur = w.p.freeBatch(w.ctx)
 	w.room = firstBatchFiles // until the readers have seen some sizes
 	if files := w.p.files.Load(); files > 0 {
 		avg := max(1, w.p.bytes.Load()/files)
