@@ -202,11 +202,18 @@ func (e *emitter) batch(ctx context.Context, b *batch) (waited bool, err error) 
 				break
 			}
 			waited = true
+			b.waiting.Store(true)
+			if done = int(b.done.Load()); done > i {
+				b.waiting.Store(false)
+				break
+			}
 			select {
 			case <-b.wake:
 			case <-ctx.Done():
+				b.waiting.Store(false)
 				return waited, context.Cause(ctx)
 			}
+			b.waiting.Store(false)
 		}
 		if done == len(b.items) && b.err != nil { // err is final once done is
 			return waited, b.err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +24,10 @@ const (
 	smallChunkSize  = 256 << 10
 	chunksInFlight  = 3  // chunks of one file read ahead of the writer
 	firstBatchFiles = 32 // files in a batch before any file size is known
+	// earlyAdvance is how many bytes of contents a reader publishes at
+	// a time, rather than the whole batch at once, while the writer waits
+	// for it: a wake per file would cost more than it saves on tiny files.
+	earlyAdvance = 64 << 10
 )
 
 type itemOp uint8
@@ -63,6 +68,9 @@ type batch struct {
 	// stores it after the item (release), the writer loads it (acquire).
 	done atomic.Int32
 	wake chan struct{} // a reader's nudge after done grows (capacity 1)
+	// waiting is set while the writer waits for this batch: its reader
+	// then publishes progress sooner and yields to it (see advance).
+	waiting atomic.Bool
 	err  error         // set before done reaches len(items)
 }
 
@@ -80,18 +88,26 @@ func (b *batch) reset() {
 	b.items, b.names = b.items[:0], b.names[:0]
 	b.files, b.err = 0, nil
 	b.done.Store(0)
+	b.waiting.Store(false)
 	select {
 	case <-b.wake:
 	default:
 	}
 }
 
-// advance publishes that the first n items are ready.
+// advance publishes that the first n items are ready. If the writer is
+// waiting for them, the reader yields its processor: the runtime queues the
+// goroutine a channel send wakes to run next on the sender's processor,
+// and the writer, whose hash is what limits a dump, should not wait there
+// until this reader blocks.
 func (b *batch) advance(n int) {
 	b.done.Store(int32(n))
 	select {
 	case b.wake <- struct{}{}:
 	default:
+	}
+	if b.waiting.Load() {
+		runtime.Gosched()
 	}
 }
 
@@ -179,7 +195,7 @@ func putChunk(b *[]byte) {
 // progress as it goes.
 func fill(ctx context.Context, p *pipeline, b *batch) {
 	var files, bytes int64
-	used := 0 // of the arena; only this reader touches it
+	used, shown := 0, 0 // of the arena; only this reader touches it
 	for i := range b.items {
 		it := &b.items[i]
 		if it.op != opFile {
@@ -196,6 +212,10 @@ func fill(ctx context.Context, p *pipeline, b *batch) {
 		}
 		files++
 		bytes += size
+		if used-shown >= earlyAdvance && b.waiting.Load() {
+			b.advance(i + 1)
+			shown = used
+		}
 	}
 	p.files.Add(files)
 	p.bytes.Add(bytes)
