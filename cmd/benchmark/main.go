@@ -88,7 +88,8 @@ func childSHA256(arg string) int {
 }
 
 // goBuild builds a command of narhash's own module (where the replace
-// directive of this module points) into out.
+// directive of this module points) into out, as the README installs it:
+// static, with CGO_ENABLED=0.
 func goBuild(ctx context.Context, stderr io.Writer, out, pkg string) error {
 	dir, err := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}", "github.com/narhash/narhash").Output()
 	if err != nil {
@@ -96,6 +97,7 @@ func goBuild(ctx context.Context, stderr io.Writer, out, pkg string) error {
 	}
 	build := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
 	build.Dir = strings.TrimSpace(string(dir))
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Stdout, build.Stderr = stderr, stderr
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("go build %s: %w", pkg, err)
