@@ -71,7 +71,7 @@ type batch struct {
 	// waiting is set while the writer waits for this batch: its reader
 	// then publishes progress sooner and yields to it (see advance).
 	waiting atomic.Bool
-	err  error         // set before done reaches len(items)
+	err     error // set before done reaches len(items)
 }
 
 type chunk struct {
@@ -133,7 +133,7 @@ type pipeline struct {
 	order chan *batch // walker -> writer, in NAR order
 	work  chan *batch // walker -> readers
 	free  chan *batch // writer -> walker, batches to reuse
-	made  int         // batches taken from batchPool; the walker's
+	made  int         // batches taken from batchPool so far (walker only)
 	// files and bytes read so far, for the walker to size batches.
 	files, bytes atomic.Int64
 	// racyBefore is the dump's start less racyMargin, in nanoseconds
