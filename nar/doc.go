@@ -8,7 +8,8 @@
 //     for a file's contents. Invalid input is a *[FormatError] naming the
 //     byte offset and the broken rule; memory stays bounded.
 //   - [Dump] writes the archive of a path as `nix-store --dump` does,
-//     reading files ahead on several goroutines, and [StatTree] computes
+//     reading and framing files ahead on several goroutines (frame.go),
+//     and [StatTree] computes
 //     the [Fingerprint] of a tree without reading its contents.
 //   - [List] gives a [Listing] like `nix nar ls`, [Restore] unpacks an
 //     archive like `nix-store --restore`.

@@ -58,8 +58,9 @@ type DumpResult struct {
 // fail with ErrUnsupportedType.
 //
 // Files are read ahead of the writer by opt.Readers goroutines into a
-// bounded set of buffers, so that a dump into a hash keeps the hash busy;
-// all of them have exited when Dump returns. A file is stat'ed after it is
+// bounded set of buffers, where they also lay out the archive's bytes, so
+// that a dump into a hash keeps the hash busy with few, large writes; all
+// of them have exited when Dump returns. A file is stat'ed after it is
 // read, and also before unless its timestamps prove it unchanged since
 // well before the dump began (see readFile); directories are stat'ed
 // before listing and after their subtree. If anything changed, Dump fails
@@ -109,7 +110,7 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 		})
 	}
 
-	e := &emitter{w: NewWriter(dst), fp: newFingerprinter()}
+	e := &emitter{dst: dst, fp: newFingerprinter()}
 	if opt != nil {
 		e.progress = opt.Progress
 	}
@@ -125,8 +126,10 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 		// caller asked for no result.
 		err = context.Cause(ctx)
 	}
-	if err == nil {
-		err = e.w.Close()
+	if err == nil && (e.depth != 0 || e.fp.entries == 0) {
+		// The walk ends every directory it begins; a Writer's Close
+		// would check the same.
+		err = fmt.Errorf("dump %s: internal error: the archive is incomplete", path)
 	}
 	cancel(err)
 	for range p.order { // unblock a walker still sending
@@ -141,16 +144,18 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 	if err != nil {
 		return DumpResult{}, err
 	}
-	return DumpResult{Size: e.w.Offset(), Fingerprint: e.fp.sum(), DumpStats: e.count}, nil
+	return DumpResult{Size: e.off, Fingerprint: e.fp.sum(), DumpStats: e.count}, nil
 }
 
 // batchPool keeps batches, with their arenas, from one dump to the next.
 var batchPool = sync.Pool{New: func() any { return newBatch(arenaSize) }}
 
-// emitter writes the batches to the archive in order, as the readers
-// make their items ready, and sums up the fingerprint.
+// emitter writes the batches' framed bytes to the archive in order, as the
+// readers make their items ready, and sums up the fingerprint.
 type emitter struct {
-	w        *Writer
+	dst      io.Writer
+	off      int64 // bytes written
+	depth    int   // directories begun and not ended
 	fp       *fingerprinter
 	count    DumpStats
 	progress *Progress
@@ -175,8 +180,8 @@ func (e *emitter) run(ctx context.Context, p *pipeline) error {
 		}
 		if e.progress != nil {
 			e.progress.Entries.Add(e.fp.entries - e.shown.Entries)
-			e.progress.Bytes.Add(e.w.Offset() - e.shown.Bytes)
-			e.shown.Entries, e.shown.Bytes = e.fp.entries, e.w.Offset()
+			e.progress.Bytes.Add(e.off - e.shown.Bytes)
+			e.shown.Entries, e.shown.Bytes = e.fp.entries, e.off
 		}
 		if len(b.arena) != arenaSize { // the walker's error batch
 			continue
@@ -192,18 +197,25 @@ func (e *emitter) run(ctx context.Context, p *pipeline) error {
 	return nil
 }
 
-// batch writes the items of b as they become ready, and reports whether
-// it had to wait for them.
+// batch writes the bytes of b as its items become ready, in runs as long
+// as the readers allow, and reports whether it had to wait for them.
 func (e *emitter) batch(ctx context.Context, b *batch) (waited bool, err error) {
 	done := 0
-	for i := range b.items {
-		for done <= i {
-			if done = int(b.done.Load()); done > i {
+	written, ready := 0, 0 // arena bytes written, and framed by the items so far
+	// wait waits until more than n items are ready, or the whole batch
+	// (n == len(b.items)), writing what is ready in the meantime.
+	wait := func(n int) error {
+		for done <= n {
+			if done = int(b.done.Load()); done > n {
 				break
 			}
+			if err := e.write(b.arena[written:ready]); err != nil {
+				return err
+			}
+			written = ready
 			waited = true
 			b.waiting.Store(true)
-			if done = int(b.done.Load()); done > i {
+			if done = int(b.done.Load()); done > n {
 				b.waiting.Store(false)
 				break
 			}
@@ -211,52 +223,72 @@ func (e *emitter) batch(ctx context.Context, b *batch) (waited bool, err error) 
 			case <-b.wake:
 			case <-ctx.Done():
 				b.waiting.Store(false)
-				return waited, context.Cause(ctx)
+				return context.Cause(ctx)
 			}
 			b.waiting.Store(false)
 		}
-		if done == len(b.items) && b.err != nil { // err is final once done is
-			return waited, b.err
+		if done > len(b.items) && b.err != nil { // err is final once done is
+			return b.err
 		}
-		if err := e.item(ctx, b, &b.items[i]); err != nil {
+		return nil
+	}
+	for i := range b.items {
+		if err := wait(i); err != nil {
 			return waited, err
 		}
-	}
-	return waited, nil
-}
-
-func (e *emitter) item(ctx context.Context, b *batch, it *item) error {
-	var name []byte
-	if it.op != opEndDir {
-		if !it.root {
-			name = b.names[it.name.off : it.name.off+it.name.len]
-			if err := entry(e.w, name); err != nil {
-				return err
+		it := &b.items[i]
+		e.account(b, it)
+		ready = it.end
+		if it.stream != nil {
+			if err := e.write(b.arena[written:ready]); err != nil {
+				return waited, err
+			}
+			written = ready
+			if err := e.stream(ctx, it); err != nil {
+				return waited, err
 			}
 		}
-		e.fp.add(name, &it.info)
 	}
+	if err := wait(len(b.items)); err != nil { // for b.end
+		return waited, err
+	}
+	return waited, e.write(b.arena[written:b.end])
+}
+
+// account adds an item to the fingerprint and the counts.
+func (e *emitter) account(b *batch, it *item) {
+	if it.op == opEndDir {
+		e.fp.endDir()
+		e.depth--
+		return
+	}
+	var name []byte
+	if !it.root {
+		name = b.names[it.name.off : it.name.off+it.name.len]
+	}
+	e.fp.add(name, &it.info)
 	switch it.op {
 	case opFile:
 		e.count.Files++
 		e.count.Bytes += it.info.size
-		if err := e.w.File(it.info.mode&modeExec != 0, it.info.size); err != nil {
-			return err
-		}
-		if it.stream != nil {
-			return e.stream(ctx, it)
-		}
-		_, err := e.w.Write(b.arena[it.data : it.data+int(it.info.size)])
-		return err
 	case opSymlink:
 		e.count.Symlinks++
-		return symlink(e.w, b.names[it.target.off:it.target.off+it.target.len])
 	case opDir:
 		e.count.Dirs++
-		return e.w.Directory()
+		e.depth++
 	}
-	e.fp.endDir()
-	return e.w.EndDirectory()
+}
+
+func (e *emitter) write(p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
+	n, err := e.dst.Write(p)
+	e.off += int64(n)
+	if err == nil && n < len(p) {
+		err = io.ErrShortWrite
+	}
+	return err
 }
 
 // stream writes a streamed file's chunks as they arrive.
@@ -275,7 +307,7 @@ func (e *emitter) stream(ctx context.Context, it *item) error {
 		if c.err != nil {
 			return c.err
 		}
-		_, err := e.w.Write((*c.buf)[:c.n])
+		err := e.write((*c.buf)[:c.n])
 		putChunk(c.buf)
 		if err != nil {
 			return err

@@ -17,7 +17,7 @@ import (
 // at most one stream per reader is open: about 48 MiB with two readers,
 // whatever the tree.
 const (
-	arenaSize       = 1 << 20 // contents of the small files of one batch
+	arenaSize       = 1 << 20 // one batch's framed archive bytes, small files' contents included
 	batchItems      = 512     // nodes in one batch at most
 	batchesInFlight = 8       // batches between the walker and the writer
 	chunkSize       = 4 << 20 // a streamed file travels in chunks this big
@@ -43,13 +43,18 @@ type span struct{ off, len uint32 }
 
 // item is one step of the archive, in NAR order.
 type item struct {
-	op     itemOp
-	root   bool     // the archive's root node: no entry name is written
-	name   span     // in batch.names, NUL-terminated there
-	target span     // symlinks: in batch.names
-	info   fileInfo // lstat (symlinks), fstat (directories, and files once opened)
-	dir    *dirRef  // files: the directory to open the file in
-	data   int      // files read into the arena: offset of the contents
+	op   itemOp
+	root bool // the archive's root node: no entry name is written
+	// closePrev: the previous entry of the same directory must be closed
+	// first (for opEndDir: the directory has entries to close).
+	closePrev bool
+	name      span     // in batch.names, NUL-terminated there
+	target    span     // symlinks: in batch.names
+	info      fileInfo // lstat (symlinks), fstat (directories, and files once opened)
+	dir       *dirRef  // files: the directory to open the file in
+	// end is where the item's bytes end in the arena once it is ready;
+	// for a streamed file, where its header ends and its chunks go.
+	end int
 	// stream carries the contents of a file too large for the arena,
 	// chunk by chunk, from its reader to the writer.
 	stream chan chunk
@@ -61,17 +66,23 @@ type item struct {
 type batch struct {
 	items []item
 	names []byte
-	arena []byte // fixed length; the reader fills it from the start
+	arena []byte // fixed length; the reader frames the archive into it
 	files int    // files for a reader to read
+	// frames is the sum of the items' frameMax: the arena room the
+	// framing may take, whatever the contents take.
+	frames int
+	end    int // the arena's framed length, once done reaches len(items)
 	// done counts the items ready for the writer: a file is ready once it
-	// is read into the arena, or once its stream is set up. The reader
-	// stores it after the item (release), the writer loads it (acquire).
+	// is framed into the arena, or once its stream is set up. It goes one
+	// past len(items) when the batch is complete (end is set) or failed
+	// (err is set). The reader stores it after the item (release), the
+	// writer loads it (acquire).
 	done atomic.Int32
 	wake chan struct{} // a reader's nudge after done grows (capacity 1)
 	// waiting is set while the writer waits for this batch: its reader
 	// then publishes progress sooner and yields to it (see advance).
 	waiting atomic.Bool
-	err     error // set before done reaches len(items)
+	err     error // set before done passes len(items)
 }
 
 type chunk struct {
@@ -86,7 +97,7 @@ func newBatch(arena int) *batch {
 
 func (b *batch) reset() {
 	b.items, b.names = b.items[:0], b.names[:0]
-	b.files, b.err = 0, nil
+	b.files, b.frames, b.end, b.err = 0, 0, 0, nil
 	b.done.Store(0)
 	b.waiting.Store(false)
 	select {
@@ -115,7 +126,13 @@ func (b *batch) advance(n int) {
 // item is abandoned.
 func (b *batch) fail(err error) {
 	b.err = err
-	b.advance(len(b.items))
+	b.advance(len(b.items) + 1)
+}
+
+// finish publishes that the batch is complete, framed up to end.
+func (b *batch) finish(end int) {
+	b.end = end
+	b.advance(len(b.items) + 1)
 }
 
 // releaseFiles drops the directory references of the files of a batch
@@ -191,36 +208,45 @@ func putChunk(b *[]byte) {
 	}
 }
 
-// fill opens and reads the files of a batch, in order, publishing its
-// progress as it goes.
+// fill frames a batch into its arena, opening and reading its files in
+// order, and publishes its progress as it goes.
 func fill(ctx context.Context, p *pipeline, b *batch) {
 	var files, bytes int64
-	used, shown := 0, 0 // of the arena; only this reader touches it
+	f := framer{a: b.arena} // only this reader touches the arena
+	left, shown := b.frames, 0
 	for i := range b.items {
 		it := &b.items[i]
+		// left keeps the room the framing of the items after this one
+		// may take.
+		left -= frameMax(it, int(it.name.len), int(it.target.len))
 		if it.op != opFile {
+			b.frameNode(&f, it)
+			it.end = f.n
 			continue
 		}
 		if b.err != nil || ctx.Err() != nil {
 			it.dir.release()
 			continue
 		}
-		size, err := readFile(ctx, p, b, i, &used)
+		size, err := readFile(ctx, p, b, i, &f, len(b.arena)-left)
 		if err != nil {
 			b.fail(err)
 			continue
 		}
+		if it.stream == nil {
+			it.end = f.n
+		}
 		files++
 		bytes += size
-		if used-shown >= earlyAdvance && b.waiting.Load() {
+		if f.n-shown >= earlyAdvance && b.waiting.Load() {
 			b.advance(i + 1)
-			shown = used
+			shown = f.n
 		}
 	}
 	p.files.Add(files)
 	p.bytes.Add(bytes)
 	if b.err == nil {
-		b.advance(len(b.items))
+		b.finish(f.n)
 	}
 }
 
@@ -230,8 +256,9 @@ func fill(ctx context.Context, p *pipeline, b *batch) {
 // path and Fingerprint.Racy both use it. Tests shorten it.
 var racyMargin = 2 * time.Second
 
-// readFile opens the file of item i and reads it into the arena if it
-// fits after the used bytes, or else streams it to the writer.
+// readFile opens the file of item i and frames it into the arena, where
+// it must end by limit, or else frames its header and streams its
+// contents to the writer.
 //
 // The fast path reads first and stats once, after: if the file's ctime
 // and mtime are older than the dump's start (less racyMargin), nothing
@@ -241,7 +268,7 @@ var racyMargin = 2 * time.Second
 // A file changed recently ("racy", as git says), on another filesystem,
 // or too large for the arena takes the careful path: stat, read, stat
 // again, and compare.
-func readFile(ctx context.Context, p *pipeline, b *batch, i int, used *int) (int64, error) {
+func readFile(ctx context.Context, p *pipeline, b *batch, i int, f *framer, limit int) (int64, error) {
 	it := &b.items[i]
 	name := b.names[it.name.off : it.name.off+it.name.len+1]
 	fd, err := openat(it.dir.fd, &name[0], openFileFlags|unix.O_NOATIME)
@@ -257,8 +284,15 @@ func readFile(ctx context.Context, p *pipeline, b *batch, i int, used *int) (int
 		return 0, &fs.PathError{Op: "open", Path: itemPath(b, it), Err: err}
 	}
 	defer closeFD(fd)
-	if free := b.arena[*used:]; it.dir.localClock && len(free) > 0 {
-		n, err := readOnce(fd, free)
+	b.prefix(f, it)
+	hdr := f.n
+	// Contents go where a plain file's do; an executable file's header is
+	// longer, and they move up. Either way they end with room left for
+	// the padding and closing parenthesis before limit.
+	data := hdr + len(tokReg) + 8
+	room := limit - (len(tokExe) - len(tokReg)) - 7 - len(tokPar) - data
+	if it.dir.localClock && room > 0 {
+		n, err := readOnce(fd, b.arena[data:data+room])
 		if err != nil {
 			return 0, &fs.PathError{Op: "read", Path: itemPath(b, it), Err: err}
 		}
@@ -270,18 +304,26 @@ func readFile(ctx context.Context, p *pipeline, b *batch, i int, used *int) (int
 			return 0, &fs.PathError{Op: "fstat", Path: itemPath(b, it), Err: err}
 		}
 		info := infoOf(&st)
-		if info.mode&modeType == modeReg && info.size == int64(n) && n < len(free) && info.nlink > 0 &&
+		if info.mode&modeType == modeReg && info.size == int64(n) && n < room && info.nlink > 0 &&
 			info.ctime < p.racyBefore && info.mtime < p.racyBefore {
-			it.info, it.data = info, *used
-			*used += n
+			it.info = info
+			exec := info.mode&modeExec != 0
+			if exec { // make room for the longer header, which would overwrite them
+				to := data + len(tokExe) - len(tokReg)
+				copy(b.arena[to:to+n], b.arena[data:data+n])
+			}
+			f.fileHeader(exec, info.size)
+			f.n += n
+			f.fileTrailer(info.size)
 			return info.size, nil
 		}
 	}
-	return readCareful(ctx, b, i, used, fd)
+	return readCareful(ctx, b, i, f, limit, fd)
 }
 
-// readCareful reads a file between two stats of it, which must agree.
-func readCareful(ctx context.Context, b *batch, i int, used *int, fd int) (int64, error) {
+// readCareful reads a file between two stats of it, which must agree. f
+// is at the start of the file's header.
+func readCareful(ctx context.Context, b *batch, i int, f *framer, limit int, fd int) (int64, error) {
 	it := &b.items[i]
 	var st unix.Stat_t
 	if err := fstat(fd, &st); err != nil {
@@ -295,20 +337,24 @@ func readCareful(ctx context.Context, b *batch, i int, used *int, fd int) (int64
 		return 0, fileChanged(b, it, "was deleted")
 	}
 	size := it.info.size
-	if size <= int64(len(b.arena)-*used) {
-		it.data = *used
-		*used += int(size)
-		n, err := pread(fd, b.arena[it.data:*used], 0)
+	f.fileHeader(it.info.mode&modeExec != 0, size)
+	if size <= int64(limit-7-len(tokPar)-f.n) {
+		n, err := pread(fd, b.arena[f.n:f.n+int(size)], 0)
 		if err != nil {
 			return 0, &fs.PathError{Op: "read", Path: itemPath(b, it), Err: err}
 		}
 		if int64(n) < size {
 			return 0, fileChanged(b, it, "shrank")
 		}
+		f.n += n
+		f.fileTrailer(size)
 		return size, checkAfter(b, it, fd)
 	}
 	// Too large for what is left of the arena: stream it. The writer
-	// may take the item as soon as its stream exists.
+	// may take the item as soon as its stream exists; the framing after
+	// the contents goes into the arena, for the writer to take with
+	// whatever follows.
+	it.end = f.n
 	it.stream = make(chan chunk, chunksInFlight)
 	b.advance(i + 1)
 	defer close(it.stream)
@@ -318,6 +364,7 @@ func readCareful(ctx context.Context, b *batch, i int, used *int, fd int) (int64
 		case <-ctx.Done():
 		}
 	}
+	f.fileTrailer(size)
 	return size, nil
 }
 

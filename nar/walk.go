@@ -3,6 +3,7 @@ package nar
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"slices"
@@ -40,6 +41,10 @@ type level struct {
 	dents []byte   // its getdents records; names stay NUL-terminated there
 	names []dent   // its entries, in byte order of their names
 	next  int
+	// pathLen is the length of the directory's path inside the archive,
+	// entries whether one of its entries has been walked.
+	pathLen int
+	entries bool
 }
 
 // walker visits a tree in NAR order. Feeding a pipeline (p != nil), it
@@ -110,6 +115,21 @@ func (w *walker) walk() error {
 // node handles one entry, or the root. name is followed by a NUL byte in
 // its backing array. fi is its lstat if the caller has one.
 func (w *walker) node(dir *dirRef, name []byte, typ uint8, fi *fileInfo, root bool) error {
+	// What a Writer would check: the readers frame the archive without
+	// one (see frame.go).
+	var closePrev bool
+	pathLen := 0
+	if !root {
+		parent := &w.stack[len(w.stack)-1]
+		if why := checkName(name); why != "" {
+			return &fs.PathError{Op: "dump", Path: w.pathOf(dir, name, root), Err: errors.New(why)}
+		}
+		if pathLen = parent.pathLen + 1 + len(name); pathLen > MaxPathLen {
+			return &fs.PathError{Op: "dump", Path: w.pathOf(dir, name, root),
+				Err: errors.New("path inside the archive longer than 64 KiB: the tree nests too deep")}
+		}
+		closePrev, parent.entries = parent.entries, true
+	}
 	if fi == nil && (typ == unix.DT_UNKNOWN || typ == unix.DT_LNK || w.p == nil && typ != unix.DT_DIR) {
 		if err := fstatat(dir.fd, &name[0], &w.st); err != nil {
 			if err == unix.ENOENT {
@@ -135,7 +155,7 @@ func (w *walker) node(dir *dirRef, name []byte, typ uint8, fi *fileInfo, root bo
 			w.count.Bytes += fi.size
 			return nil
 		}
-		w.addFile(dir, name, root)
+		w.addFile(dir, name, root, closePrev)
 		return nil
 	case unix.DT_LNK:
 		if w.p == nil {
@@ -143,9 +163,9 @@ func (w *walker) node(dir *dirRef, name []byte, typ uint8, fi *fileInfo, root bo
 			w.count.Symlinks++
 			return nil
 		}
-		return w.addSymlink(dir, name, fi, root)
+		return w.addSymlink(dir, name, fi, root, closePrev)
 	case unix.DT_DIR:
-		return w.enterDir(dir, name, fi, root)
+		return w.enterDir(dir, name, fi, root, closePrev, pathLen)
 	}
 	return &fs.PathError{Op: "dump", Path: w.pathOf(dir, name, root),
 		Err: fmt.Errorf("%w: a %s; a NAR holds only regular files, directories and symlinks", ErrUnsupportedType, typeWord(typ))}
@@ -153,7 +173,7 @@ func (w *walker) node(dir *dirRef, name []byte, typ uint8, fi *fileInfo, root bo
 
 // enterDir opens a directory, lists it and makes it the walk's top level.
 // fi, if not nil, is the lstat that said it is a directory.
-func (w *walker) enterDir(parent *dirRef, name []byte, fi *fileInfo, root bool) error {
+func (w *walker) enterDir(parent *dirRef, name []byte, fi *fileInfo, root, closePrev bool, pathLen int) error {
 	path := w.pathOf(parent, name, root)
 	fd, err := openat(parent.fd, &name[0], openDirFlags)
 	if err != nil {
@@ -171,6 +191,7 @@ func (w *walker) enterDir(parent *dirRef, name []byte, fi *fileInfo, root bool) 
 	}
 	l := &w.stack[len(w.stack)-1]
 	l.dir, l.next, l.names, l.dents = d, 0, l.names[:0], l.dents[:0]
+	l.pathLen, l.entries = pathLen, false
 	if err := fstat(fd, &w.st); err != nil {
 		return &fs.PathError{Op: "fstat", Path: path, Err: err}
 	}
@@ -192,7 +213,7 @@ func (w *walker) enterDir(parent *dirRef, name []byte, fi *fileInfo, root bool) 
 		w.count.Dirs++
 		return nil
 	}
-	w.addItem(item{op: opDir, root: root, info: l.info}, name)
+	w.add(item{op: opDir, root: root, closePrev: closePrev, info: l.info}, name, nil)
 	return nil
 }
 
@@ -255,16 +276,17 @@ func (w *walker) endDir(l *level) error {
 		return fmt.Errorf("dump %s: %w (entries were added, removed or renamed)", l.dir.path, ErrChanged)
 	}
 	l.dir.release()
+	entries := l.entries
 	w.stack = w.stack[:len(w.stack)-1]
 	if w.p == nil {
 		w.fp.endDir()
 		return nil
 	}
-	w.addItem(item{op: opEndDir}, nil)
+	w.add(item{op: opEndDir, closePrev: entries}, nil, nil)
 	return nil
 }
 
-func (w *walker) addSymlink(dir *dirRef, name []byte, fi *fileInfo, root bool) error {
+func (w *walker) addSymlink(dir *dirRef, name []byte, fi *fileInfo, root, closePrev bool) error {
 	n, err := readlinkat(dir.fd, &name[0], w.link[:])
 	if err != nil {
 		if err == unix.ENOENT || err == unix.EINVAL {
@@ -272,39 +294,51 @@ func (w *walker) addSymlink(dir *dirRef, name []byte, fi *fileInfo, root bool) e
 		}
 		return &fs.PathError{Op: "readlink", Path: w.pathOf(dir, name, root), Err: err}
 	}
-	if n > MaxTargetLen {
-		return &fs.PathError{Op: "readlink", Path: w.pathOf(dir, name, root), Err: fmt.Errorf("target longer than %d bytes", MaxTargetLen)}
+	if why := checkTarget(w.link[:n]); why != "" {
+		return &fs.PathError{Op: "readlink", Path: w.pathOf(dir, name, root), Err: errors.New(why)}
 	}
 	if int64(n) != fi.size {
 		return w.changed(dir, name, "was retargeted")
 	}
-	it := item{op: opSymlink, root: root, info: *fi}
-	b := w.batch()
-	it.target = span{uint32(len(b.names)), uint32(n)}
-	b.names = append(b.names, w.link[:n]...)
-	w.addItem(it, name)
+	w.add(item{op: opSymlink, root: root, closePrev: closePrev, info: *fi}, name, w.link[:n])
 	return nil
 }
 
 // addFile adds a file for a reader to open, stat and read.
-func (w *walker) addFile(dir *dirRef, name []byte, root bool) {
+func (w *walker) addFile(dir *dirRef, name []byte, root, closePrev bool) {
 	if w.cur != nil && w.room == 0 {
 		w.flush() // fails only when the pipeline stops, which the walk notices next
 	}
 	dir.refs.Add(1)
-	b := w.batch()
-	b.files++
+	w.add(item{op: opFile, root: root, closePrev: closePrev, dir: dir}, name, nil)
+	w.cur.files++
 	w.room--
-	w.addItem(item{op: opFile, root: root, dir: dir}, name)
 }
 
-// batch returns the batch to add an item to, starting a new one if the
-// current one is full. A batch takes about as many files as fit its arena
-// at the average file size read so far.
-func (w *walker) batch() *batch {
-	if b := w.cur; b != nil && len(b.items) < batchItems {
-		return b
+// add appends it to the current batch, or to a new one if it does not
+// fit, copying name (and its NUL) and target.
+func (w *walker) add(it item, name, target []byte) {
+	frame := frameMax(&it, len(name), len(target))
+	b := w.cur
+	if b == nil || len(b.items) == batchItems || b.frames+frame > frameBudget {
+		b = w.newBatch()
 	}
+	if name != nil {
+		it.name = span{uint32(len(b.names)), uint32(len(name))}
+		b.names = append(b.names, name[:len(name)+1]...)
+	}
+	if target != nil {
+		it.target = span{uint32(len(b.names)), uint32(len(target))}
+		b.names = append(b.names, target...)
+	}
+	b.frames += frame
+	b.items = append(b.items, it)
+}
+
+// newBatch flushes the current batch and starts a new one. A batch takes
+// about as many files as fit half its arena at the average file size read
+// so far.
+func (w *walker) newBatch() *batch {
 	w.flush()
 	w.cur = w.p.freeBatch(w.ctx)
 	w.room = firstBatchFiles // until the readers have seen some sizes
@@ -315,16 +349,6 @@ func (w *walker) batch() *batch {
 	return w.cur
 }
 
-// addItem appends it to the current batch, copying name and its NUL.
-func (w *walker) addItem(it item, name []byte) {
-	b := w.batch()
-	if name != nil {
-		it.name = span{uint32(len(b.names)), uint32(len(name))}
-		b.names = append(b.names, name[:len(name)+1]...)
-	}
-	b.items = append(b.items, it)
-}
-
 // flush sends the current batch to the writer, and to the readers if it
 // has files to read.
 func (w *walker) flush() error {
@@ -333,8 +357,12 @@ func (w *walker) flush() error {
 		return nil
 	}
 	w.cur = nil
+	if len(b.arena) == 0 { // taken when the dump stopped: throw it away
+		b.releaseFiles()
+		return context.Cause(w.ctx)
+	}
 	if b.files == 0 {
-		b.advance(len(b.items))
+		b.frameAll()
 	}
 	select {
 	case w.p.order <- b:

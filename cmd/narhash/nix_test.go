@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/narhash/narhash/nar/nartest"
 )
@@ -134,6 +135,65 @@ func TestHashMatchesNix(t *testing.T) {
 				t.Errorf("%s NAR %s: got %s, nix-hash %s", n, algo, got, want)
 			}
 		}
+	}
+}
+
+// TestOldFilesMatchNix compares again once every file is old enough for
+// narhash's fast read (read, then one stat; see nar.readFile), which the
+// other tests, on files just written, do not take.
+func TestOldFilesMatchNix(t *testing.T) {
+	needNix(t)
+	t.Parallel()
+	tr := trees(t)
+	names := sortedKeys(tr)
+	var paths []string
+	for _, n := range names {
+		paths = append(paths, tr[n])
+	}
+	waitAllOlderThan(t, paths, 3*time.Second) // nar's margin is 2 s
+	got := narhashOK(t, nil, append([]string{"hash"}, paths...)...)
+	want := nixOut(t, "nix-hash", append([]string{"--type", "sha256", "--base32"}, paths...)...)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("narhash hash:\n%s\nnix-hash:\n%s", got, want)
+	}
+	for _, n := range names {
+		if got, want := narhashOK(t, nil, "dump", tr[n]), nixOut(t, "nix-store", "--dump", tr[n]); !bytes.Equal(got, want) {
+			t.Errorf("%s: dump differs from nix-store --dump (%d vs %d bytes)", n, len(got), len(want))
+		}
+	}
+}
+
+// waitAllOlderThan polls until every entry under paths changed more than
+// d ago, with a deadline.
+func waitAllOlderThan(t *testing.T, paths []string, d time.Duration) {
+	t.Helper()
+	var newest time.Time
+	for _, p := range paths {
+		err := filepath.WalkDir(p, func(path string, _ fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			var st syscall.Stat_t
+			if err := syscall.Lstat(path, &st); err != nil {
+				return err
+			}
+			for _, ts := range []syscall.Timespec{st.Ctim, st.Mtim} {
+				if tm := time.Unix(ts.Sec, ts.Nsec); tm.After(newest) {
+					newest = tm
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(d + 10*time.Second)
+	for time.Since(newest) <= d {
+		if time.Now().After(deadline) {
+			t.Fatalf("the trees never became older than %v", d)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -1,0 +1,141 @@
+package nar
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/narhash/narhash/nar/nartest"
+)
+
+// refDump serialises the tree at path with a Writer, one call at a time and
+// with no pipeline: the reference the dump's framing must equal byte for
+// byte. (The Writer itself is checked against Nix's archives.)
+func refDump(t *testing.T, path string) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	w := NewWriter(&out)
+	var node func(p string)
+	node = func(p string) {
+		fi, err := os.Lstat(p)
+		must(t, err)
+		switch {
+		case fi.Mode().IsRegular():
+			data, err := os.ReadFile(p)
+			must(t, err)
+			w.File(fi.Mode()&0o100 != 0, int64(len(data)))
+			w.Write(data)
+		case fi.Mode()&os.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			must(t, err)
+			w.Symlink(target)
+		case fi.IsDir():
+			f, err := os.Open(p)
+			must(t, err)
+			names, err := f.Readdirnames(-1)
+			f.Close()
+			must(t, err)
+			slices.Sort(names) // Go compares strings bytewise
+			w.Directory()
+			for _, n := range names {
+				w.Entry(n)
+				node(filepath.Join(p, n))
+			}
+			w.EndDirectory()
+		default:
+			t.Fatalf("refDump: unexpected type of %s", p)
+		}
+	}
+	node(path)
+	must(t, w.Close())
+	return out.Bytes()
+}
+
+// bothReadPaths runs f once as the files come (just written, so read
+// between two stats), and once with every file old enough for the fast
+// path (read, then one stat), which moves an executable file's contents
+// in the arena to make room for its longer header.
+func bothReadPaths(t *testing.T, f func(t *testing.T)) {
+	t.Run("careful", f)
+	t.Run("fast", func(t *testing.T) {
+		defer func(m time.Duration) { racyMargin = m }(racyMargin)
+		racyMargin = -time.Hour
+		f(t)
+	})
+}
+
+// arenaEdgeTree builds files whose framing and contents land on and around
+// the arena's limits: sizes just under, at and over the room a batch has
+// left, executable or not; directories full of the longest names and the
+// longest symlink targets, whose framing alone fills the frame budget;
+// and empty files and directories in between.
+func arenaEdgeTree(t *testing.T) string {
+	t.Helper()
+	root := filepath.Join(nartest.TempDir(t), "arena")
+	b := &nartest.Builder{Root: root}
+	rng := rand.New(rand.NewPCG(7, 7))
+	content := func(n int) []byte {
+		p := make([]byte, n)
+		for i := range p {
+			p[i] = byte(rng.Uint32())
+		}
+		return p
+	}
+	for _, d := range []string{"sizes", "names", "links"} {
+		b.Dir(d)
+	}
+	i := 0
+	for _, size := range []int{
+		arenaSize/2 - 1, arenaSize / 2, arenaSize/2 + 1,
+		arenaSize - 200, arenaSize - 100, arenaSize - 72, arenaSize - 40, arenaSize - 1, arenaSize, arenaSize + 1,
+		3 * arenaSize / 4, 5, 0, 7, 8, 9, 4095, 4096, 4097,
+	} {
+		for _, perm := range []os.FileMode{0o644, 0o755} {
+			b.File(fmt.Sprintf("sizes/%03d", i), content(size), perm)
+			i++
+		}
+	}
+	long := strings.Repeat("n", MaxNameLen-4)
+	for i := range 600 {
+		b.File(fmt.Sprintf("names/%s%04d", long, i), content(i%50), os.FileMode(0o644|(i%2)*0o100))
+	}
+	target := strings.Repeat("t/", MaxTargetLen/2-4)
+	for i := range 300 {
+		b.Symlink(fmt.Sprintf("%s%04d", target, i), fmt.Sprintf("links/%s%04d", long, i))
+	}
+	for i := range 200 { // a file after each empty directory
+		b.Dir(fmt.Sprintf("dirs/%03d/empty", i))
+		b.File(fmt.Sprintf("dirs/%03d/file", i), content(i*997%5000), os.FileMode(0o644|(i%3/2)*0o100))
+	}
+	must(t, b.Err)
+	return root
+}
+
+func TestDumpMatchesWriter(t *testing.T) {
+	trees := map[string]string{"edge": edgeTree(t), "arena": arenaEdgeTree(t)}
+	for seed := range uint64(3) {
+		root := filepath.Join(nartest.TempDir(t), "random")
+		must(t, os.Mkdir(root, 0o755))
+		must(t, nartest.Random(root, seed, 400))
+		trees[fmt.Sprint("random", seed)] = root
+	}
+	want := map[string][]byte{}
+	for name, root := range trees {
+		want[name] = refDump(t, root)
+	}
+	bothReadPaths(t, func(t *testing.T) {
+		for name, root := range trees {
+			for _, readers := range []int{1, 2, 3} {
+				if got, _ := dumpBytes(t, root, readers); !bytes.Equal(got, want[name]) {
+					t.Errorf("%s, %d readers: dump differs from the Writer's archive (%d bytes, want %d)", name, readers, len(got), len(want[name]))
+				}
+			}
+		}
+	})
+}
