@@ -125,6 +125,17 @@ func TestDumpMatchesWriter(t *testing.T) {
 		must(t, nartest.Random(root, seed, 400))
 		trees[fmt.Sprint("random", seed)] = root
 	}
+	// Roots that are files: a streamed file is then the batch's last
+	// item, whose trailer the writer must still take.
+	files := nartest.TempDir(t)
+	b := &nartest.Builder{Root: files}
+	b.File("big", bytes.Repeat([]byte("0123456789abcdef"), (5*arenaSize/2)/16+1), 0o755)
+	b.File("small", []byte("x"), 0o644)
+	b.File("empty", nil, 0o755)
+	must(t, b.Err)
+	for _, n := range []string{"big", "small", "empty"} {
+		trees["file-"+n] = filepath.Join(files, n)
+	}
 	want := map[string][]byte{}
 	for name, root := range trees {
 		want[name] = refDump(t, root)
