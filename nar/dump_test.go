@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -183,7 +182,7 @@ func TestTornReadFastPath(t *testing.T) {
 			b.File("z", []byte("after z"), 0o644)
 			must(t, b.Err)
 			target := filepath.Join(root, "target")
-			waitOlderThan(t, target, racyMargin)
+			nartest.WaitOlderThan(t, 2*racyMargin, target)
 			calls := 0
 			testHookRead = func(path string) {
 				if path == target {
@@ -208,23 +207,6 @@ func TestTornReadFastPath(t *testing.T) {
 				t.Fatal("dump is neither ErrChanged nor the archive of the changed tree")
 			}
 		})
-	}
-}
-
-// waitOlderThan polls until path's ctime is older than d, with a deadline.
-func waitOlderThan(t *testing.T, path string, d time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		var st syscall.Stat_t
-		must(t, syscall.Stat(path, &st))
-		if time.Since(time.Unix(st.Ctim.Sec, st.Ctim.Nsec)) > 2*d {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never became older than %v", path, d)
-		}
-		time.Sleep(d / 4)
 	}
 }
 

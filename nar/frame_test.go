@@ -80,13 +80,7 @@ func arenaEdgeTree(t *testing.T) string {
 	root := filepath.Join(nartest.TempDir(t), "arena")
 	b := &nartest.Builder{Root: root}
 	rng := rand.New(rand.NewPCG(7, 7))
-	content := func(n int) []byte {
-		p := make([]byte, n)
-		for i := range p {
-			p[i] = byte(rng.Uint32())
-		}
-		return p
-	}
+	content := func(n int) []byte { return nartest.Bytes(rng, n) }
 	for _, d := range []string{"sizes", "names", "links"} {
 		b.Dir(d)
 	}

@@ -150,7 +150,7 @@ func TestOldFilesMatchNix(t *testing.T) {
 	for _, n := range names {
 		paths = append(paths, tr[n])
 	}
-	waitAllOlderThan(t, paths, 3*time.Second) // nar's margin is 2 s
+	nartest.WaitOlderThan(t, 3*time.Second, paths...) // nar's margin is 2 s
 	got := narhashOK(t, nil, append([]string{"hash"}, paths...)...)
 	want := nixOut(t, "nix-hash", append([]string{"--type", "sha256", "--base32"}, paths...)...)
 	if !bytes.Equal(got, want) {
@@ -160,40 +160,6 @@ func TestOldFilesMatchNix(t *testing.T) {
 		if got, want := narhashOK(t, nil, "dump", tr[n]), nixOut(t, "nix-store", "--dump", tr[n]); !bytes.Equal(got, want) {
 			t.Errorf("%s: dump differs from nix-store --dump (%d vs %d bytes)", n, len(got), len(want))
 		}
-	}
-}
-
-// waitAllOlderThan polls until every entry under paths changed more than
-// d ago, with a deadline.
-func waitAllOlderThan(t *testing.T, paths []string, d time.Duration) {
-	t.Helper()
-	var newest time.Time
-	for _, p := range paths {
-		err := filepath.WalkDir(p, func(path string, _ fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			var st syscall.Stat_t
-			if err := syscall.Lstat(path, &st); err != nil {
-				return err
-			}
-			for _, ts := range []syscall.Timespec{st.Ctim, st.Mtim} {
-				if tm := time.Unix(ts.Sec, ts.Nsec); tm.After(newest) {
-					newest = tm
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	deadline := time.Now().Add(d + 10*time.Second)
-	for time.Since(newest) <= d {
-		if time.Now().After(deadline) {
-			t.Fatalf("the trees never became older than %v", d)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // Builder creates files under a root and stops at the first error.
@@ -177,6 +178,41 @@ func randomName(rng *rand.Rand, i int) string {
 	}
 	fmt.Fprintf(&sb, "%d", i) // unique, and never . or ..
 	return sb.String()
+}
+
+// WaitOlderThan polls until every entry under paths (a file or a whole
+// tree) last changed, by ctime and mtime, more than d ago: old enough, say,
+// for a dump's fast read. It fails t if that takes d plus 10 seconds.
+func WaitOlderThan(t testing.TB, d time.Duration, paths ...string) {
+	t.Helper()
+	var newest time.Time
+	for _, p := range paths {
+		err := filepath.WalkDir(p, func(path string, _ os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			var st syscall.Stat_t
+			if err := syscall.Lstat(path, &st); err != nil {
+				return err
+			}
+			for _, ts := range []syscall.Timespec{st.Ctim, st.Mtim} {
+				if tm := time.Unix(ts.Sec, ts.Nsec); tm.After(newest) {
+					newest = tm
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(d + 10*time.Second)
+	for time.Since(newest) <= d {
+		if time.Now().After(deadline) {
+			t.Fatalf("%v never became older than %v", paths, d)
+		}
+		time.Sleep(min(d/4, 100*time.Millisecond))
+	}
 }
 
 // TempDir returns a new directory that is removed when the test ends. It
