@@ -214,11 +214,9 @@ func (e *emitter) batch(ctx context.Context, b *batch) (waited bool, err error) 
 			}
 			written = ready
 			waited = true
+			// A reader that advanced since the load above has left a
+			// token in b.wake, so the select below cannot miss it.
 			b.waiting.Store(true)
-			if done = int(b.done.Load()); done > n {
-				b.waiting.Store(false)
-				break
-			}
 			select {
 			case <-b.wake:
 			case <-ctx.Done():
