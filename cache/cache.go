@@ -28,6 +28,7 @@ import (
 
 	"github.com/narhash/narhash/nar"
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // SchemaVersion is the version of the layout this package reads and writes.
@@ -116,7 +117,7 @@ func open(path string, timeout time.Duration) (s *Store, err error) {
 		}
 	}()
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("cache: %s: %w (waited %v): stop the other narhashd, or give this one another --db", path, ErrLocked, timeout)
 	}
 	if err != nil {

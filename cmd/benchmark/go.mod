@@ -1,6 +1,6 @@
 module github.com/narhash/narhash/cmd/benchmark
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/minio/sha256-simd v1.0.1
