@@ -71,6 +71,7 @@ type Root struct {
 
 // Status describes the daemon.
 type Status struct {
+	Version   string    `json:"version"` // the daemon's Version()
 	PID       int       `json:"pid"`
 	Started   time.Time `json:"started"`
 	Socket    string    `json:"socket"`

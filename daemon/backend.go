@@ -164,7 +164,8 @@ func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 	var st api.Status
 	if !d.call(ctx, func() {
 		st = api.Status{
-			PID: os.Getpid(), Started: d.started, Socket: d.cfg.Socket, DB: d.cfg.DB, Workers: d.cfg.Workers,
+			Version: api.Version(),
+			PID:     os.Getpid(), Started: d.started, Socket: d.cfg.Socket, DB: d.cfg.DB, Workers: d.cfg.Workers,
 			Roots: d.rootList(), Pending: len(d.queue) + d.running, Epoch: d.epoch, Overflows: d.overflows,
 			Warnings: append([]string(nil), d.warnings...),
 		}
