@@ -4,46 +4,50 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/narhash/narhash/nar"
 )
 
-func init() {
-	commands = append(commands,
-		&command{
-			name: "dump", args: "PATH",
-			summary: "Write the NAR of PATH to standard output, like nix-store --dump.",
-			help: `Refuses to write to a terminal. If the tree changes while it is read,
-the dump fails (exit 1) rather than produce a torn archive.
+func dumpCmd(sio *stdio) *cobra.Command {
+	c := command("nar", "dump PATH", "Write the NAR of PATH to standard output, like nix-store --dump",
+		func(cmd *cobra.Command, args []string) error { return runDump(cmd.Context(), sio, args[0]) })
+	c.Long = `Refuses to write to a terminal. If the tree changes while it is read,
+the dump fails (exit 1) rather than produce a torn archive.`
+	c.Example = `  narhash dump ./src > src.nar`
+	c.Args = args(1, 1, "one PATH")
+	c.ValidArgsFunction = paths
+	return c
+}
 
-Example:
-  narhash dump ./src > src.nar`,
-			run: runDump,
-		},
-		&command{
-			name: "restore", args: "[--from FILE] DEST",
-			summary: "Unpack a NAR from standard input (or FILE) into the new path DEST.",
-			help: `Like nix-store --restore DEST. DEST must not exist. The archive is unpacked
+func restoreCmd(sio *stdio) *cobra.Command {
+	from := "-"
+	c := command("nar", "restore [flags] DEST", "Unpack a NAR from standard input (or FILE) into the new path DEST",
+		func(cmd *cobra.Command, args []string) error { return runRestore(cmd.Context(), sio, from, args[0]) })
+	c.Long = `Like nix-store --restore DEST. DEST must not exist. The archive is unpacked
 into a temporary sibling and renamed to DEST only once all of it has been
 read and checked, so on any error (a malformed or truncated archive, data
-after its end, a full disk) DEST does not exist and nothing is left behind.
+after its end, a full disk) DEST does not exist and nothing is left behind.`
+	c.Example = `  narhash restore --from src.nar ./src-copy
+  narhash dump ./src | narhash restore ./src-copy`
+	c.Args = args(1, 1, "one DEST")
+	c.ValidArgsFunction = paths
+	c.Flags().StringVar(&from, "from", "-", "read the archive from `FILE` (- is standard input)")
+	c.RegisterFlagCompletionFunc("from", narFiles)
+	return c
+}
 
-Example:
-  narhash restore --from src.nar ./src-copy`,
-			flags: func(fs *flag.FlagSet) any {
-				return fs.String("from", "-", "read the archive from `FILE` (- is standard input)")
-			},
-			run: runRestore,
-		},
-		&command{
-			name: "ls", args: "[-R] [-l] [-d] [--json] NARFILE|- [PATH]",
-			summary: "List PATH (default: the root) inside a NAR file, like nix nar ls.",
-			help: `The whole archive is checked first: a malformed one is an error (exit 1)
+func lsCmd(sio *stdio) *cobra.Command {
+	o := &lsOpts{}
+	c := command("nar", "ls [flags] NARFILE|- [PATH]", "List PATH (default: the root) inside a NAR file, like nix nar ls",
+		func(_ *cobra.Command, args []string) error { return runLs(sio, o, args) })
+	c.Long = `The whole archive is checked first: a malformed one is an error (exit 1)
 naming the byte offset and the broken rule.
 
 --json prints what nix nar ls --json prints, but always valid JSON: a byte of
@@ -52,68 +56,56 @@ lone surrogate U+DC00+byte, Python's "surrogateescape"). In Python,
 json.loads(out) and name.encode("utf-8", "surrogateescape") give the raw
 bytes back. Valid UTF-8 names print as they are.
 
-PATH may omit the leading slash; a trailing slash is ignored.
-
-Examples:
-  narhash ls -R src.nar
-  narhash ls --json -R src.nar /bin`,
-			flags: func(fs *flag.FlagSet) any {
-				o := &lsOpts{}
-				fs.BoolVar(&o.recursive, "R", false, "list directories recursively")
-				fs.BoolVar(&o.long, "l", false, "long listing: type and mode, size, name, symlink target")
-				fs.BoolVar(&o.directory, "d", false, "list a directory itself, not its entries")
-				fs.BoolVar(&o.json, "json", false, "print the listing as JSON (with narOffset)")
-				return o
-			},
-			run: runLs,
-		},
-		&command{
-			name: "cat", args: "NARFILE|- PATH",
-			summary: "Print the contents of the regular file PATH inside a NAR file, like nix nar cat.",
-			help: `The whole archive is checked before anything is printed when NARFILE is a
-regular file; from a pipe, the contents stream and a later error still exits 1.
-
-Example:
-  narhash cat src.nar /README.md`,
-			run: runCat,
-		},
-	)
+PATH may omit the leading slash; a trailing slash is ignored.`
+	c.Example = `  narhash ls -lR src.nar
+  narhash ls --json -R src.nar /bin`
+	c.Args = args(1, 2, "NARFILE [PATH]")
+	c.ValidArgsFunction = narPaths
+	fs := c.Flags()
+	fs.BoolVarP(&o.long, "long", "l", false, "long listing: type and mode, size, name, symlink target")
+	fs.BoolVarP(&o.recursive, "recursive", "R", false, "list directories recursively")
+	fs.BoolVarP(&o.directory, "directory", "d", false, "list a directory itself, not its entries")
+	fs.BoolVar(&o.json, "json", false, "print the listing as JSON (with narOffset)")
+	return c
 }
 
-func runDump(ctx context.Context, sio *stdio, _ any, args []string) error {
-	if len(args) != 1 {
-		return usagef("want one PATH, got %d arguments", len(args))
-	}
-	if f, ok := sio.out.(*os.File); ok && isTerminal(f) {
+func catCmd(sio *stdio) *cobra.Command {
+	c := command("nar", "cat NARFILE|- PATH", "Print the contents of the regular file PATH inside a NAR file, like nix nar cat",
+		func(cmd *cobra.Command, args []string) error { return runCat(cmd.Context(), sio, args) })
+	c.Long = `The whole archive is checked before anything is printed when NARFILE is a
+regular file; from a pipe, the contents stream and a later error still exits 1.`
+	c.Example = `  narhash cat src.nar /README.md
+  narhash dump ./src | narhash cat - /README.md`
+	c.Args = args(2, 2, "NARFILE PATH")
+	c.ValidArgsFunction = narPaths
+	return c
+}
+
+func runDump(ctx context.Context, sio *stdio, path string) error {
+	if isTerminal(sio.out) {
 		return usagef("standard output is a terminal: redirect it to a file or a pipe")
 	}
 	out := bufio.NewWriterSize(sio.out, 256<<10)
-	if _, err := nar.Dump(ctx, out, args[0], nil); err != nil {
-		return fmt.Errorf("dump %s: %w (the archive written so far is incomplete)", args[0], err)
+	if _, err := nar.Dump(ctx, out, path, nil); err != nil {
+		return fmt.Errorf("dump %s: %w (the archive written so far is incomplete)", path, err)
 	}
-	return out.Flush()
+	if err := out.Flush(); err != nil {
+		return fmt.Errorf("dump %s: %w", path, err)
+	}
+	return nil
 }
 
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
-func runRestore(ctx context.Context, sio *stdio, o any, args []string) error {
-	from := *o.(*string)
-	if len(args) != 1 {
-		return usagef("want one DEST, got %d arguments", len(args))
-	}
+func runRestore(ctx context.Context, sio *stdio, from, dest string) error {
 	in := sio.in
 	if from != "-" {
 		f, err := os.Open(from)
 		if err != nil {
-			return err
+			return fmt.Errorf("restore %s: %w", dest, err)
 		}
 		defer f.Close()
 		in = f
 	}
-	return nar.Restore(ctxReader{ctx, in}, args[0])
+	return subject("restore "+filepath.Clean(dest), nar.Restore(ctxReader{ctx, in}, dest))
 }
 
 type lsOpts struct{ recursive, long, directory, json bool }
@@ -136,11 +128,7 @@ func openListing(sio *stdio, path string) (*nar.Listing, error) {
 	return l, nil
 }
 
-func runLs(ctx context.Context, sio *stdio, o any, args []string) error {
-	opts := o.(*lsOpts)
-	if len(args) < 1 || len(args) > 2 {
-		return usagef("want NARFILE [PATH], got %d arguments", len(args))
-	}
+func runLs(sio *stdio, opts *lsOpts, args []string) error {
 	if opts.json && opts.directory {
 		return usagef("-d does nothing with --json")
 	}
@@ -154,13 +142,13 @@ func runLs(ctx context.Context, sio *stdio, o any, args []string) error {
 	}
 	l, err := root.Lookup(path)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", args[0], err)
 	}
 	out := bufio.NewWriter(sio.out)
 	if opts.json {
 		// Nix ends the JSON without a newline; add one only for a person.
 		b := l.AppendJSON(nil, opts.recursive)
-		if f, ok := sio.out.(*os.File); ok && isTerminal(f) {
+		if isTerminal(sio.out) {
 			b = append(b, '\n')
 		}
 		out.Write(b)
@@ -215,10 +203,7 @@ func baseName(path string) string {
 	return path[strings.LastIndexByte(path, '/')+1:]
 }
 
-func runCat(ctx context.Context, sio *stdio, _ any, args []string) error {
-	if len(args) != 2 {
-		return usagef("want NARFILE PATH, got %d arguments", len(args))
-	}
+func runCat(ctx context.Context, sio *stdio, args []string) error {
 	if args[0] == "-" {
 		return catStream(ctx, sio, sio.in, args)
 	}
@@ -236,10 +221,10 @@ func runCat(ctx context.Context, sio *stdio, _ any, args []string) error {
 		}
 		l, err := root.Lookup(args[1])
 		if err != nil {
-			return err
+			return fmt.Errorf("%s: %w", args[0], err)
 		}
 		if l.Type != nar.TypeRegular {
-			return fmt.Errorf("path '%s' is a %s, not a regular file", args[1], l.Type)
+			return fmt.Errorf("%s: path '%s' is a %s, not a regular file", args[0], args[1], l.Type)
 		}
 		_, err = copyContext(ctx, sio.out, io.NewSectionReader(f, l.Offset, l.Size))
 		return err
@@ -264,7 +249,7 @@ func catStream(ctx context.Context, sio *stdio, r io.Reader, args []string) erro
 			continue
 		}
 		if hdr.Type != nar.TypeRegular {
-			return fmt.Errorf("path '%s' is a %s, not a regular file", args[1], hdr.Type)
+			return fmt.Errorf("%s: path '%s' is a %s, not a regular file", args[0], args[1], hdr.Type)
 		}
 		found = true
 		if _, err := copyContext(ctx, sio.out, nr); err != nil {
@@ -272,7 +257,7 @@ func catStream(ctx context.Context, sio *stdio, r io.Reader, args []string) erro
 		}
 	}
 	if !found {
-		return fmt.Errorf("path '%s' does not exist in the archive", args[1])
+		return fmt.Errorf("%s: path '%s' does not exist in the archive", args[0], args[1])
 	}
 	return nil
 }
@@ -292,4 +277,45 @@ func (c ctxReader) Read(p []byte) (int, error) {
 		return 0, errors.New("interrupted")
 	}
 	return c.r.Read(p)
+}
+
+// narFiles completes the names of NAR files (and directories, to reach
+// them).
+func narFiles(*cobra.Command, []string, string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	return []cobra.Completion{"nar"}, cobra.ShellCompDirectiveFilterFileExt
+}
+
+// narPaths completes ls's and cat's arguments: a NAR file, then the paths
+// inside it, a directory at a time.
+func narPaths(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	if len(args) == 0 {
+		return narFiles(cmd, args, toComplete)
+	}
+	none := cobra.ShellCompDirectiveNoFileComp
+	if len(args) > 1 || args[0] == "-" {
+		return nil, none
+	}
+	f, err := os.Open(args[0])
+	if err != nil {
+		return nil, none
+	}
+	defer f.Close()
+	root, err := nar.List(f)
+	if err != nil {
+		return nil, none
+	}
+	dir := "/" + strings.Trim(toComplete[:strings.LastIndexByte(toComplete, '/')+1], "/")
+	l, err := root.Lookup(dir)
+	if err != nil || l.Type != nar.TypeDirectory {
+		return nil, none
+	}
+	var out []cobra.Completion
+	for _, e := range l.Entries {
+		p := strings.TrimSuffix(dir, "/") + "/" + e.Name
+		if e.Type == nar.TypeDirectory {
+			p += "/"
+		}
+		out = append(out, p)
+	}
+	return out, none | cobra.ShellCompDirectiveNoSpace
 }

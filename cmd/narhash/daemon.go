@@ -4,81 +4,76 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"path/filepath"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/narhash/narhash/api"
 	"github.com/narhash/narhash/hasher"
 )
 
-func init() {
-	commands = append(commands,
-		&command{
-			name: "query", args: "[--format F] [--json] [--watch] PATH...",
-			summary: "Ask narhashd for the NAR hash of each PATH: fresh, and instant once cached.",
-			help: `Prints what 'narhash hash' prints, from the daemon: a path in a watched root
-is answered from memory once the daemon has seen every change made before the
-query; any other path is checked against its cached entry by a stat walk.
---watch makes each PATH a watched root first.
+func watchCmd(sio *stdio) *cobra.Command {
+	var socket string
+	var asJSON bool
+	c := &cobra.Command{Use: "watch", GroupID: "daemon",
+		Short: "Add, remove or list narhashd's watched roots (remembered across restarts)"}
+	parent(c, sio)
+	c.PersistentFlags().StringVar(&socket, "socket", "", "the daemon's `SOCKET` (default $NARHASHD_SOCKET, else the per-user default)")
+	client := func() *api.Client { return &api.Client{Socket: socket} }
+	add := command("", "add [flags] PATH...", "Watch each PATH", func(cmd *cobra.Command, args []string) error {
+		return runWatchAdd(cmd.Context(), sio, client(), args)
+	})
+	add.Args = args(1, -1, "PATH")
+	add.ValidArgsFunction = dirs
+	rm := command("", "rm [flags] PATH...", "Stop watching each PATH", func(cmd *cobra.Command, args []string) error {
+		return runWatchRm(cmd.Context(), sio, client(), args)
+	})
+	rm.Args = args(1, -1, "PATH")
+	rm.ValidArgsFunction = dirs
+	ls := command("", "ls [flags]", "List the watched roots", func(cmd *cobra.Command, _ []string) error {
+		return runWatchLs(cmd.Context(), sio, client(), asJSON)
+	})
+	ls.Args = args(0, 0, "no arguments")
+	ls.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	c.AddCommand(add, rm, ls)
+	return c
+}
 
-The socket is $NARHASHD_SOCKET, else $XDG_RUNTIME_DIR/narhashd/narhashd.sock.
+func statusCmd(sio *stdio) *cobra.Command {
+	o := &queryOpts{}
+	c := command("daemon", "status [flags]", "Show narhashd's version, roots, their state and last hash, pending work and warnings",
+		func(cmd *cobra.Command, _ []string) error { return runStatus(cmd.Context(), sio, o) })
+	c.Long = `Exits 0 when the daemon is up, 1 when it is not. When the daemon's version is
+not this narhash's, a warning on standard error says so (restart narhashd
+after an upgrade).`
+	c.Args = args(0, 0, "no arguments")
+	c.Flags().BoolVar(&o.json, "json", false, "print the daemon's JSON status")
+	socketFlag(c, &o.socket)
+	return c
+}
 
-Example:
-  narhashd --watch ~/src/project &
-  narhash query ~/src/project`,
-			flags: func(fs *flag.FlagSet) any {
-				o := &queryOpts{}
-				fs.StringVar(&o.format, "format", "nix32", "output `format`: nix32, base16, base64, sri or multibase")
-				fs.BoolVar(&o.json, "json", false, "print the daemon's JSON answer, one object per path")
-				fs.BoolVar(&o.watch, "watch", false, "make each PATH a watched root")
-				fs.StringVar(&o.socket, "socket", "", "the daemon's `socket` (default $NARHASHD_SOCKET or the per-user default)")
-				return o
-			},
-			run: runQuery,
-		},
-		&command{
-			name: "watch", args: "add|rm|ls [PATH...]",
-			summary: "Add, remove or list narhashd's watched roots (remembered across restarts).",
-			flags: func(fs *flag.FlagSet) any {
-				o := &queryOpts{}
-				fs.BoolVar(&o.json, "json", false, "ls: print JSON")
-				fs.StringVar(&o.socket, "socket", "", "the daemon's `socket`")
-				return o
-			},
-			run: runWatch,
-		},
-		&command{
-			name: "status", args: "[--json]",
-			summary: "Show narhashd's roots, their state and last hash, pending work and warnings.",
-			help:    "Exits 0 when the daemon is up, 1 when it is not.",
-			flags: func(fs *flag.FlagSet) any {
-				o := &queryOpts{}
-				fs.BoolVar(&o.json, "json", false, "print the daemon's JSON status")
-				fs.StringVar(&o.socket, "socket", "", "the daemon's `socket`")
-				return o
-			},
-			run: runStatus,
-		},
-		&command{
-			name: "subscribe", args: "[--format F] [--json] PATH",
-			summary: "Print PATH's hash, then a line each time it changes (PATH in a watched root).",
-			flags: func(fs *flag.FlagSet) any {
-				o := &queryOpts{}
-				fs.StringVar(&o.format, "format", "nix32", "output `format`")
-				fs.BoolVar(&o.json, "json", false, "print JSON lines")
-				fs.StringVar(&o.socket, "socket", "", "the daemon's `socket`")
-				return o
-			},
-			run: runSubscribe,
-		},
-	)
+func subscribeCmd(sio *stdio) *cobra.Command {
+	o := &queryOpts{}
+	c := command("daemon", "subscribe [flags] PATH", "Print PATH's hash, then a line each time it changes (PATH in a watched root)",
+		func(cmd *cobra.Command, args []string) error { return runSubscribe(cmd.Context(), sio, o, args[0]) })
+	c.Long = `For editors and scripts that follow a tree: the first line is the current
+hash, then one line per new hash, until interrupted or the daemon stops
+(exit 1).`
+	c.Example = `  narhash subscribe --sri ~/src/project`
+	c.Args = args(1, 1, "one PATH")
+	c.ValidArgsFunction = paths
+	formatFlags(c, &o.format)
+	c.Flags().BoolVar(&o.json, "json", false, "print the daemon's JSON answers, one per line")
+	socketFlag(c, &o.socket)
+	return c
 }
 
 type queryOpts struct {
 	format, socket string
 	json, watch    bool
+	daemonOnly     bool
 }
 
 func absPaths(args []string) ([]string, error) {
@@ -93,110 +88,65 @@ func absPaths(args []string) ([]string, error) {
 	return out, nil
 }
 
-func runQuery(ctx context.Context, sio *stdio, o any, args []string) error {
-	opts := o.(*queryOpts)
-	if _, err := hasher.ParseFormat(opts.format); err != nil {
-		return usagef("%v", err)
-	}
-	if len(args) == 0 {
-		return usagef("no PATH given")
-	}
+func runWatchAdd(ctx context.Context, sio *stdio, c *api.Client, args []string) error {
 	paths, err := absPaths(args)
 	if err != nil {
 		return err
 	}
-	c := &api.Client{Socket: opts.socket}
-	enc := json.NewEncoder(sio.out)
-	failed := false
 	for _, p := range paths {
-		res, err := c.Hash(ctx, p, opts.format, opts.watch)
+		r, err := c.AddRoot(ctx, p)
 		if err != nil {
-			if errors.Is(err, api.ErrNotRunning) {
-				return err
-			}
-			fmt.Fprintf(sio.err, "narhash query: %v\n", err)
-			failed = true
-			continue
+			return subject("watch "+p, err)
 		}
-		if opts.json {
-			enc.Encode(res)
-		} else {
-			fmt.Fprintln(sio.out, res.Hash)
+		fmt.Fprintf(sio.out, "watching %s (%d directories)\n", r.Path, r.Watches)
+		if r.Warning != "" {
+			fmt.Fprintf(sio.err, "narhash: watch %s: %s\n", r.Path, r.Warning)
 		}
-	}
-	if failed {
-		return errSilent
 	}
 	return nil
 }
 
-func runWatch(ctx context.Context, sio *stdio, o any, args []string) error {
-	opts := o.(*queryOpts)
-	if len(args) == 0 {
-		return usagef("want add, rm or ls")
-	}
-	c := &api.Client{Socket: opts.socket}
-	verb, paths := args[0], args[1:]
-	abs, err := absPaths(paths)
+func runWatchRm(ctx context.Context, sio *stdio, c *api.Client, args []string) error {
+	paths, err := absPaths(args)
 	if err != nil {
 		return err
 	}
-	switch verb {
-	case "add":
-		if len(abs) == 0 {
-			return usagef("watch add needs a PATH")
+	for _, p := range paths {
+		if err := c.RemoveRoot(ctx, p); err != nil {
+			return subject("unwatch "+p, err)
 		}
-		for _, p := range abs {
-			r, err := c.AddRoot(ctx, p)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(sio.out, "watching %s (%d directories)\n", r.Path, r.Watches)
-			if r.Warning != "" {
-				fmt.Fprintf(sio.err, "narhash watch: %s: %s\n", r.Path, r.Warning)
-			}
-		}
-	case "rm":
-		if len(abs) == 0 {
-			return usagef("watch rm needs a PATH")
-		}
-		for _, p := range abs {
-			if err := c.RemoveRoot(ctx, p); err != nil {
-				return err
-			}
-			fmt.Fprintf(sio.out, "no longer watching %s\n", p)
-		}
-	case "ls":
-		roots, err := c.Roots(ctx)
-		if err != nil {
-			return err
-		}
-		if opts.json {
-			return json.NewEncoder(sio.out).Encode(roots)
-		}
-		for _, r := range roots {
-			fmt.Fprintln(sio.out, r.Path)
-		}
-	default:
-		return usagef("unknown watch command %q: want add, rm or ls", verb)
+		fmt.Fprintf(sio.out, "no longer watching %s\n", p)
 	}
 	return nil
 }
 
-func runStatus(ctx context.Context, sio *stdio, o any, args []string) error {
-	opts := o.(*queryOpts)
-	if len(args) != 0 {
-		return usagef("status takes no arguments")
+func runWatchLs(ctx context.Context, sio *stdio, c *api.Client, asJSON bool) error {
+	roots, err := c.Roots(ctx)
+	if err != nil {
+		return err
 	}
+	if asJSON {
+		return json.NewEncoder(sio.out).Encode(roots)
+	}
+	for _, r := range roots {
+		fmt.Fprintln(sio.out, r.Path)
+	}
+	return nil
+}
+
+func runStatus(ctx context.Context, sio *stdio, opts *queryOpts) error {
 	st, err := (&api.Client{Socket: opts.socket}).Status(ctx)
 	if err != nil {
 		return err
 	}
+	if mine := api.Version(); st.Version != mine {
+		fmt.Fprintf(sio.err, "narhash: warning: narhashd is version %s, this narhash is %s: restart narhashd after an upgrade\n", orUnknown(st.Version), mine)
+	}
 	if opts.json {
 		return json.NewEncoder(sio.out).Encode(st)
 	}
-	fmt.Fprintf(sio.out, "narhashd pid %d, up %s, %d workers\n  socket %s\n  database %s\n",
-		st.PID, time.Since(st.Started).Round(time.Second), st.Workers, st.Socket, st.DB)
+	fmt.Fprintf(sio.out, "narhashd %s, pid %d, up %s, %d workers\n  socket %s\n  database %s\n",
+		orUnknown(st.Version), st.PID, time.Since(st.Started).Round(time.Second), st.Workers, st.Socket, st.DB)
 	fmt.Fprintf(sio.out, "  pending jobs %d, epoch %d, overflows %d\n", st.Pending, st.Epoch, st.Overflows)
 	if len(st.Roots) == 0 {
 		fmt.Fprintln(sio.out, "no roots: add one with 'narhash watch add PATH'")
@@ -220,17 +170,16 @@ func runStatus(ctx context.Context, sio *stdio, o any, args []string) error {
 	return nil
 }
 
-func runSubscribe(ctx context.Context, sio *stdio, o any, args []string) error {
-	opts := o.(*queryOpts)
-	if len(args) != 1 {
-		return usagef("want one PATH")
+func runSubscribe(ctx context.Context, sio *stdio, opts *queryOpts, path string) error {
+	if _, err := hasher.ParseFormat(opts.format); err != nil {
+		return usagef("%v", err)
 	}
-	paths, err := absPaths(args)
+	abs, err := filepath.Abs(path)
 	if err != nil {
 		return err
 	}
 	enc := json.NewEncoder(sio.out)
-	err = (&api.Client{Socket: opts.socket}).Subscribe(ctx, paths[0], opts.format, func(r api.HashResult) error {
+	err = (&api.Client{Socket: opts.socket}).Subscribe(ctx, abs, opts.format, func(r api.HashResult) error {
 		if opts.json {
 			return enc.Encode(r)
 		}
@@ -241,4 +190,12 @@ func runSubscribe(ctx context.Context, sio *stdio, o any, args []string) error {
 		return nil
 	}
 	return err
+}
+
+// orUnknown names a version an older daemon did not report.
+func orUnknown(v string) string {
+	if v == "" {
+		return "unknown (older than this narhash)"
+	}
+	return v
 }

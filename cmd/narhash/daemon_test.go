@@ -14,7 +14,7 @@ import (
 
 func TestDaemonNotRunning(t *testing.T) {
 	sock := filepath.Join(nartest.TempDir(t), "none.sock")
-	for _, args := range [][]string{{"query", "--socket", sock, "."}, {"status", "--socket", sock}, {"watch", "ls", "--socket", sock}} {
+	for _, args := range [][]string{{"query", "--daemon-only", "--socket", sock, "."}, {"status", "--socket", sock}, {"watch", "ls", "--socket", sock}} {
 		_, errOut, code := narhash(t, nil, args...)
 		msg := string(errOut)
 		if code != 1 || !strings.Contains(msg, "narhashd is not running") || !strings.Contains(msg, sock) || !strings.Contains(msg, "start it with 'narhashd'") {
@@ -23,8 +23,13 @@ func TestDaemonNotRunning(t *testing.T) {
 	}
 }
 
-// fakeBackend answers like a daemon that knows one root.
-type fakeBackend struct{ roots []api.Root }
+// fakeBackend answers like a daemon that knows one root, with hashes no
+// real hash would give (its digests are all zero but the first byte): an
+// answer that has one came from the daemon.
+type fakeBackend struct {
+	roots   []api.Root
+	version string
+}
 
 func (f *fakeBackend) Hash(_ context.Context, path string, watch bool) (api.Hash, error) {
 	if strings.HasSuffix(path, "missing") {
@@ -42,28 +47,35 @@ func (f *fakeBackend) AddRoot(_ context.Context, p string) (api.Root, error) {
 }
 func (f *fakeBackend) RemoveRoot(context.Context, string) error { f.roots = nil; return nil }
 func (f *fakeBackend) Status(context.Context) (api.Status, error) {
-	return api.Status{PID: 42, Started: time.Now(), Workers: 2, Roots: f.roots, Warnings: []string{"a warning"}}, nil
+	return api.Status{Version: f.version, PID: 42, Started: time.Now(), Workers: 2, Roots: f.roots, Warnings: []string{"a warning"}}, nil
 }
 func (f *fakeBackend) Subscribe(ctx context.Context, path string, send func(api.Hash) error) error {
 	h, _ := f.Hash(ctx, path, false)
 	return send(h)
 }
 
-func TestDaemonCommands(t *testing.T) {
+// serveFake serves b on a new socket until the test ends.
+func serveFake(t *testing.T, b *fakeBackend) (socket string) {
+	t.Helper()
 	sock := filepath.Join(nartest.TempDir(t), "s.sock")
 	l, err := api.Listen(sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: api.NewHandler(&fakeBackend{}), ConnContext: api.ConnContext}
+	srv := &http.Server{Handler: api.NewHandler(b), ConnContext: api.ConnContext}
 	go srv.Serve(l)
-	defer srv.Close()
+	t.Cleanup(func() { srv.Close() })
+	return sock
+}
+
+func TestDaemonCommands(t *testing.T) {
+	sock := serveFake(t, &fakeBackend{version: api.Version()})
 
 	out := narhashOK(t, nil, "query", "--socket", sock, "/a", "/b")
 	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); len(lines) != 2 || len(lines[0]) != 52 {
 		t.Errorf("query: %q", out)
 	}
-	out = narhashOK(t, nil, "query", "--socket", sock, "--format", "sri", "--json", "/a")
+	out = narhashOK(t, nil, "query", "--socket", sock, "--sri", "--json", "/a")
 	if !strings.Contains(string(out), `"hash":"sha256-`) || !strings.Contains(string(out), `"source":"cache"`) {
 		t.Errorf("query --json: %s", out)
 	}
@@ -76,7 +88,7 @@ func TestDaemonCommands(t *testing.T) {
 	if out := narhashOK(t, nil, "watch", "ls", "--socket", sock); string(out) != "/src\n" {
 		t.Errorf("watch ls: %q", out)
 	}
-	if out := narhashOK(t, nil, "status", "--socket", sock); !strings.Contains(string(out), "narhashd pid 42") || !strings.Contains(string(out), "warning: a warning") {
+	if out := narhashOK(t, nil, "status", "--socket", sock); !strings.Contains(string(out), "narhashd "+api.Version()+", pid 42") || !strings.Contains(string(out), "warning: a warning") {
 		t.Errorf("status: %s", out)
 	}
 	if out := narhashOK(t, nil, "watch", "rm", "--socket", sock, "/src"); !strings.Contains(string(out), "no longer watching /src") {
@@ -85,5 +97,30 @@ func TestDaemonCommands(t *testing.T) {
 	_, _, code := narhash(t, nil, "subscribe", "--socket", sock, "/a")
 	if code != 1 { // the fake ends the stream after one line: the CLI says the daemon closed it
 		t.Errorf("subscribe: exit %d", code)
+	}
+}
+
+// TestStatusVersion: status shows the daemon's version, and warns in one
+// line on standard error when it is not this narhash's.
+func TestStatusVersion(t *testing.T) {
+	for _, tc := range []struct {
+		daemon, warning string
+	}{
+		{api.Version(), ""},
+		{"v9.9.9", "narhash: warning: narhashd is version v9.9.9, this narhash is " + api.Version() + ": restart narhashd after an upgrade\n"},
+		{"", "narhash: warning: narhashd is version unknown (older than this narhash), this narhash is " + api.Version() + ": restart narhashd after an upgrade\n"},
+	} {
+		sock := serveFake(t, &fakeBackend{version: tc.daemon})
+		out, errOut, code := narhash(t, nil, "status", "--socket", sock)
+		if code != 0 || string(errOut) != tc.warning {
+			t.Errorf("daemon %q: status: exit %d, stderr %q; want %q", tc.daemon, code, errOut, tc.warning)
+		}
+		if tc.daemon != "" && !strings.HasPrefix(string(out), "narhashd "+tc.daemon+", pid 42") {
+			t.Errorf("daemon %q: status: %q", tc.daemon, out)
+		}
+		js := narhashOK(t, nil, "status", "--json", "--socket", sock)
+		if !strings.Contains(string(js), `"version":"`+tc.daemon+`"`) {
+			t.Errorf("daemon %q: status --json: %s", tc.daemon, js)
+		}
 	}
 }

@@ -3,101 +3,101 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
 
+	"github.com/spf13/cobra"
+
 	"github.com/narhash/narhash/hasher"
 	"github.com/narhash/narhash/nar"
 )
 
-func init() {
-	commands = append(commands,
-		&command{
-			name: "hash", args: "[--format F] [--type ALGO] [--flat] [--json] PATH...",
-			summary: "Print the NAR hash of each PATH, like nix-hash --type sha256 --base32.",
-			help: `One hash per line, in argument order. Paths are hashed in parallel.
-A tree that changes while it is read is hashed again; a hash of a torn read
-is never printed.
+func hashCmd(sio *stdio) *cobra.Command {
+	o := &hashOpts{}
+	c := command("hash", "hash [flags] PATH...", "Print the NAR hash of each PATH, like nix-hash --type sha256 --base32",
+		func(cmd *cobra.Command, args []string) error { return runHash(cmd.Context(), sio, o, args) })
+	c.Long = `Prints the NAR hash (SHA-256 unless --type) of each PATH, one per line, in
+argument order. Paths are hashed in parallel. A tree that changes while it is
+read is hashed again; a hash of a torn read is never printed.
+
+Nix's spellings work: --base32 --base16 --base64 --sri (nix hash path),
+--type (nix-hash), --algo and --mode flat|nar (newer nix hash path).
 
 --json prints one object per line:
   {"path":"src","hash":"1b8m…","algo":"sha256","format":"nix32","narSize":1234,
    "files":10,"dirs":2,"symlinks":0}
-With --flat, "size" (the file's size) stands for "narSize".
+With --flat, "size" (the file's size) stands for "narSize".`
+	c.Example = `  narhash hash ./src                 # = nix-hash --type sha256 --base32 ./src
+  narhash hash --sri ./src           # = nix hash path ./src
+  narhash hash --flat --base16 file.tar.gz   # = nix hash file --base16 file.tar.gz`
+	c.Args = args(1, -1, "PATH")
+	c.ValidArgsFunction = paths
+	formatFlags(c, &o.format)
+	algoFlags(c, &o.algo, "the hash `ALGO`: sha256, sha512, sha1 or md5")
+	c.Flags().BoolVar(&o.flat, "flat", false, "hash each file's contents instead of its NAR (like nix hash file, nix-hash --flat)")
+	modeFlag(c, &o.mode)
+	c.Flags().BoolVar(&o.json, "json", false, "print one JSON object per path")
+	return c
+}
 
-Examples:
-  narhash hash ./src                 # = nix-hash --type sha256 --base32 ./src
-  narhash hash --format sri ./src    # = nix hash path ./src
-  narhash hash --flat --format base16 file.tar.gz   # = nix hash file --base16`,
-			flags: hashFlags,
-			run:   runHash,
-		},
-		&command{
-			name: "verify", args: "[--flat] PATH HASH",
-			summary: "Check that PATH has the NAR hash HASH (any format); exit 1 on mismatch.",
-			help: `On a match it prints "PATH: OK" and exits 0. On a mismatch it prints both
-hashes (in the format HASH was given in, and SRI) and exits 1.
+func verifyCmd(sio *stdio) *cobra.Command {
+	o := &verifyOpts{}
+	c := command("hash", "verify [flags] PATH HASH", "Check that PATH has the NAR hash HASH (any format); exit 1 on mismatch",
+		func(cmd *cobra.Command, args []string) error { return runVerify(cmd.Context(), sio, o, args) })
+	c.Long = `On a match it prints "PATH: OK" and exits 0. On a mismatch it prints both
+hashes (in the format HASH was given in, and SRI) and exits 1. HASH may be in
+any format (nix32, base16, base64, SRI, algo:hash, multibase); its algorithm
+is the one hashed with.`
+	c.Example = `  narhash verify ./src sha256-CkMIecJm+LV/QJKg+TXPP6zUi7zN5XYNR0jKQFFx6Wk=`
+	c.Args = args(2, 2, "PATH HASH")
+	c.ValidArgsFunction = firstArgPath
+	c.Flags().BoolVar(&o.flat, "flat", false, "compare the hash of the file's contents, not of its NAR")
+	modeFlag(c, &o.mode)
+	return c
+}
 
-Example:
-  narhash verify ./src sha256-CkMIecJm+LV/QJKg+TXPP6zUi7zN5XYNR0jKQFFx6Wk=`,
-			flags: func(fs *flag.FlagSet) any {
-				return fs.Bool("flat", false, "compare the hash of the file's contents, not of its NAR")
-			},
-			run: runVerify,
-		},
-		&command{
-			name: "store-path", args: "[--name NAME] [--flat] PATH",
-			summary: "Print the store path nix-store --add would give PATH, without a store.",
-			help: `The name defaults to PATH's base name. With --flat, the path of
-nix-store --add-fixed sha256 PATH (a file's flat hash) instead.
+func storePathCmd(sio *stdio) *cobra.Command {
+	o := &storePathOpts{}
+	c := command("hash", "store-path [flags] PATH", "Print the store path nix-store --add would give PATH, without a store",
+		func(cmd *cobra.Command, args []string) error { return runStorePath(cmd.Context(), sio, o, args) })
+	c.Long = `The name defaults to PATH's base name. With --flat, the path of
+nix-store --add-fixed sha256 PATH (a file's flat hash) instead.`
+	c.Example = `  narhash store-path --name source ./src`
+	c.Args = args(1, 1, "one PATH")
+	c.ValidArgsFunction = paths
+	fs := c.Flags()
+	fs.StringVar(&o.name, "name", "", "the store path's `NAME` (default: PATH's base name)")
+	fs.StringVar(&o.storeDir, "store-dir", hasher.DefaultStoreDir(), "the store `DIR` (default from NIX_STORE_DIR)")
+	fs.BoolVar(&o.flat, "flat", false, "a fixed-output path of the file's flat SHA-256 (nix-store --add-fixed)")
+	modeFlag(c, &o.mode)
+	c.RegisterFlagCompletionFunc("name", cobra.NoFileCompletions)
+	c.RegisterFlagCompletionFunc("store-dir", dirs)
+	return c
+}
 
-Example:
-  narhash store-path --name source ./src`,
-			flags: func(fs *flag.FlagSet) any {
-				o := &storePathOpts{}
-				fs.StringVar(&o.name, "name", "", "the store path's `name` (default: PATH's base name)")
-				fs.StringVar(&o.storeDir, "store-dir", hasher.DefaultStoreDir(), "the store `directory` (default from NIX_STORE_DIR)")
-				fs.BoolVar(&o.flat, "flat", false, "a fixed-output path of the file's flat SHA-256 (nix-store --add-fixed)")
-				return o
-			},
-			run: runStorePath,
-		},
-		&command{
-			name: "convert", args: "--to FORMAT HASH...",
-			summary: "Convert hashes between nix32, base16, base64, sri and multibase.",
-			help: `Input in any format is recognised (nix32, base16, base64, SRI, algo:hash,
-multibase); hashes without an algorithm prefix are taken as --algo.
+// modeFlag adds newer Nix's --mode nar|flat, another spelling of --flat.
+func modeFlag(c *cobra.Command, mode *string) {
+	c.Flags().StringVar(mode, "mode", "nar", "`MODE` nar, or flat for --flat (nix hash path --mode)")
+	c.RegisterFlagCompletionFunc("mode", fixed([]string{"nar", "flat"}))
+}
 
-Example:
-  narhash convert --to sri 0sg9f58l1jj88w6pdrfdpj5x9b1zrwszk84j81zvby36q9whhhqa`,
-			flags: func(fs *flag.FlagSet) any {
-				o := &convertOpts{}
-				fs.StringVar(&o.to, "to", "", "the `format` to print: nix32, base16, base64, sri or multibase (required)")
-				fs.StringVar(&o.algo, "algo", "sha256", "the `algorithm` of hashes that do not name one: sha256, sha512, sha1, md5")
-				return o
-			},
-			run: runConvert,
-		},
-	)
+// isFlat reports whether --flat or --mode flat was given.
+func isFlat(flat bool, mode string) (bool, error) {
+	switch mode {
+	case "nar":
+		return flat, nil
+	case "flat":
+		return true, nil
+	}
+	return false, usagef("unknown --mode %q: narhash hashes nar (the default) and flat", mode)
 }
 
 type hashOpts struct {
-	format string
-	flat   bool
-	json   bool
-	algo   string
-}
-
-func hashFlags(fs *flag.FlagSet) any {
-	o := &hashOpts{}
-	fs.StringVar(&o.format, "format", "nix32", "output `format`: nix32, base16, base64, sri or multibase")
-	fs.BoolVar(&o.flat, "flat", false, "hash each file's contents instead of its NAR (like nix hash file)")
-	fs.BoolVar(&o.json, "json", false, "print one JSON object per path")
-	fs.StringVar(&o.algo, "type", "sha256", "the hash `algorithm`: sha256, sha512, sha1, md5 (like nix-hash --type)")
-	return o
+	format, algo, mode string
+	flat, json         bool
 }
 
 type hashResult struct {
@@ -113,8 +113,11 @@ type hashResult struct {
 	err      error
 }
 
-func runHash(ctx context.Context, sio *stdio, o any, args []string) error {
-	opts := o.(*hashOpts)
+func runHash(ctx context.Context, sio *stdio, opts *hashOpts, args []string) error {
+	flat, err := isFlat(opts.flat, opts.mode)
+	if err != nil {
+		return err
+	}
 	format, err := hasher.ParseFormat(opts.format)
 	if err != nil {
 		return usagef("%v", err)
@@ -123,18 +126,15 @@ func runHash(ctx context.Context, sio *stdio, o any, args []string) error {
 	if err != nil {
 		return usagef("%v", err)
 	}
-	if len(args) == 0 {
-		return usagef("no PATH given")
-	}
 	var progress *nar.Progress
 	var line *progressLine
-	if f, ok := sio.err.(*os.File); ok && isTerminal(f) && !opts.flat {
+	if f, ok := sio.err.(*os.File); ok && isTerminal(f) && !flat {
 		progress = new(nar.Progress)
 		line = showProgress(f, progress, len(args))
 		defer line.stop()
 	}
 	results := hashAll(ctx, args, func(ctx context.Context, path string, readers int) hashResult {
-		return hashOne(ctx, path, opts.flat, algo, format, readers, progress)
+		return hashOne(ctx, path, flat, algo, format, readers, progress)
 	})
 	failed := false
 	enc := json.NewEncoder(sio.out)
@@ -142,7 +142,7 @@ func runHash(ctx context.Context, sio *stdio, o any, args []string) error {
 		r := <-results[i]
 		line.clear()
 		if r.err != nil {
-			fmt.Fprintf(sio.err, "narhash hash: %v\n", r.err)
+			fmt.Fprintf(sio.err, "narhash: %v\n", r.err)
 			failed = true
 			continue
 		}
@@ -189,7 +189,7 @@ func hashOne(ctx context.Context, path string, flat bool, algo hasher.Algo, form
 	if flat {
 		h, size, err := hasher.HashFile(ctx, path, algo)
 		if err != nil {
-			r.err = err
+			r.err = subject("hash "+path, err)
 			return r
 		}
 		r.Hash, r.Size = h.Format(format), &size
@@ -210,7 +210,7 @@ func hashOne(ctx context.Context, path string, flat bool, algo hasher.Algo, form
 func computeHash(ctx context.Context, path string, flat bool, algo hasher.Algo) (hasher.Hash, error) {
 	if flat {
 		h, _, err := hasher.HashFile(ctx, path, algo)
-		return h, err
+		return h, subject("hash "+path, err)
 	}
 	res, err := hasher.HashPath(ctx, path, &hasher.Options{Algo: algo})
 	if err != nil {
@@ -219,10 +219,15 @@ func computeHash(ctx context.Context, path string, flat bool, algo hasher.Algo) 
 	return res.Hash, nil
 }
 
-func runVerify(ctx context.Context, sio *stdio, o any, args []string) error {
-	flat := *o.(*bool)
-	if len(args) != 2 {
-		return usagef("want PATH HASH, got %d arguments", len(args))
+type verifyOpts struct {
+	flat bool
+	mode string
+}
+
+func runVerify(ctx context.Context, sio *stdio, opts *verifyOpts, args []string) error {
+	flat, err := isFlat(opts.flat, opts.mode)
+	if err != nil {
+		return err
 	}
 	path, given := args[0], args[1]
 	want, err := hasher.Parse(given, hasher.SHA256)
@@ -234,24 +239,25 @@ func runVerify(ctx context.Context, sio *stdio, o any, args []string) error {
 		return err
 	}
 	if !got.Equal(want) {
-		format := guessFormat(given)
+		format := guessFormat(given, hasher.SHA256)
 		show := func(h hasher.Hash) string {
 			if format == hasher.SRI {
 				return h.Format(hasher.SRI)
 			}
 			return h.Format(format) + "  (" + h.Format(hasher.SRI) + ")"
 		}
-		fmt.Fprintf(sio.err, "narhash verify: %s: hash mismatch\n  expected: %s\n  actual:   %s\n", path, show(want), show(got))
+		fmt.Fprintf(sio.err, "narhash: verify %s: hash mismatch\n  expected: %s\n  actual:   %s\n", path, show(want), show(got))
 		return errSilent
 	}
 	fmt.Fprintf(sio.out, "%s: OK\n", path)
 	return nil
 }
 
-// guessFormat returns the format a parsed hash string was written in.
-func guessFormat(s string) hasher.Format {
+// guessFormat returns the format a hash string that parses with the
+// default algorithm def was written in.
+func guessFormat(s string, def hasher.Algo) hasher.Format {
 	for _, f := range []hasher.Format{hasher.SRI, hasher.Nix32, hasher.Base16, hasher.Base64, hasher.Multibase} {
-		h, err := hasher.Parse(s, hasher.SHA256)
+		h, err := hasher.Parse(s, def)
 		if err == nil && (h.Format(f) == s || h.Algo.String()+":"+h.Format(f) == s) {
 			return f
 		}
@@ -260,14 +266,14 @@ func guessFormat(s string) hasher.Format {
 }
 
 type storePathOpts struct {
-	name, storeDir string
-	flat           bool
+	name, storeDir, mode string
+	flat                 bool
 }
 
-func runStorePath(ctx context.Context, sio *stdio, o any, args []string) error {
-	opts := o.(*storePathOpts)
-	if len(args) != 1 {
-		return usagef("want one PATH, got %d arguments", len(args))
+func runStorePath(ctx context.Context, sio *stdio, opts *storePathOpts, args []string) error {
+	flat, err := isFlat(opts.flat, opts.mode)
+	if err != nil {
+		return err
 	}
 	path := args[0]
 	name := opts.name
@@ -277,42 +283,14 @@ func runStorePath(ctx context.Context, sio *stdio, o any, args []string) error {
 	if err := hasher.CheckName(name); err != nil {
 		return usagef("%v", err)
 	}
-	h, err := computeHash(ctx, path, opts.flat, hasher.SHA256)
+	h, err := computeHash(ctx, path, flat, hasher.SHA256)
 	if err != nil {
 		return err
 	}
-	sp, err := hasher.StorePath(opts.storeDir, name, h, !opts.flat)
+	sp, err := hasher.StorePath(opts.storeDir, name, h, !flat)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(sio.out, sp)
-	return nil
-}
-
-type convertOpts struct{ to, algo string }
-
-func runConvert(ctx context.Context, sio *stdio, o any, args []string) error {
-	opts := o.(*convertOpts)
-	if opts.to == "" {
-		return usagef("--to FORMAT is required (nix32, base16, base64, sri or multibase)")
-	}
-	format, err := hasher.ParseFormat(opts.to)
-	if err != nil {
-		return usagef("%v", err)
-	}
-	algo, err := hasher.ParseAlgo(opts.algo)
-	if err != nil {
-		return usagef("%v", err)
-	}
-	if len(args) == 0 {
-		return usagef("no HASH given")
-	}
-	for _, s := range args {
-		h, err := hasher.Parse(s, algo)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(sio.out, h.Format(format))
-	}
 	return nil
 }

@@ -2,25 +2,37 @@
 // and writes NAR archives, without Nix.
 //
 // Run `narhash help` for the commands and `narhash COMMAND -h` for each.
+// The flags are GNU-style (spf13/cobra and spf13/pflag): long flags with
+// two dashes, short ones combined (`ls -lR`), flags anywhere among the
+// arguments up to a `--`. Nix's own spellings are accepted where Nix has
+// them (`--base32`, `--sri`, `--type`, `--hash-algo`, `--from`, `--to`).
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/narhash/narhash/api"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], &stdio{os.Stdin, os.Stdout, os.Stderr})
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+func init() {
+	// The commands are listed in the order they are added: hash first.
+	cobra.EnableCommandSorting = false
 }
 
 // stdio is what a command reads and writes.
@@ -29,16 +41,6 @@ type stdio struct {
 	out, err io.Writer
 }
 
-// A command is one subcommand of narhash.
-type command struct {
-	name, args, summary string
-	help                string // the rest of -h, after the flags
-	flags               func(*flag.FlagSet) any
-	run                 func(ctx context.Context, sio *stdio, opts any, args []string) error
-}
-
-var commands []*command
-
 // usageError is an error in how a command was called: exit status 2.
 type usageError struct{ msg string }
 
@@ -46,127 +48,206 @@ func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
-// run runs narhash with args and returns its exit status: 0 success,
-// 1 failure, 2 wrong usage.
-func run(ctx context.Context, args []string, sio *stdio) int {
-	if len(args) == 0 {
-		mainUsage(sio.err)
-		return 2
-	}
-	name := args[0]
-	switch name {
-	case "help", "-h", "-help", "--help":
-		if len(args) > 1 {
-			if c := lookup(args[1]); c != nil {
-				fs, _ := flagSet(c)
-				commandUsage(sio.out, c, fs)
-				return 0
-			}
-		}
-		mainUsage(sio.out)
-		return 0
-	}
-	c := lookup(name)
-	if c == nil {
-		fmt.Fprintf(sio.err, "narhash: unknown command %q\n\n", name)
-		mainUsage(sio.err)
-		return 2
-	}
-	fs, opts := flagSet(c)
-	fs.SetOutput(sio.err)
-	fs.Usage = func() { commandUsage(sio.err, c, fs) }
-	rest, err := parseInterspersed(fs, args[1:])
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		return 2 // the flag package has printed the error and the usage
-	}
-	err = c.run(ctx, sio, opts, rest)
-	var ue usageError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &ue):
-		fmt.Fprintf(sio.err, "narhash %s: %s\nRun 'narhash %s -h' for help.\n", c.name, ue.msg, c.name)
-		return 2
-	case errors.Is(err, errSilent):
-		return 1
-	}
-	fmt.Fprintf(sio.err, "narhash %s: %v\n", c.name, err)
-	return 1
-}
+// failure is an error of a command that ran: exit status 1. Every other
+// error cobra returns (a bad flag, an unknown command, wrong arguments) is
+// one of usage.
+type failure struct{ err error }
+
+func (f failure) Error() string { return f.err.Error() }
+func (f failure) Unwrap() error { return f.err }
 
 // errSilent is a failure that the command has already reported.
 var errSilent = errors.New("failed")
 
-func lookup(name string) *command {
-	for _, c := range commands {
-		if c.name == name {
-			return c
-		}
+// run runs narhash with args and returns its exit status: 0 success,
+// 1 failure, 2 wrong usage.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	sio := &stdio{stdin, stdout, stderr}
+	root := newRoot(sio)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
+	var f failure
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errSilent):
+		return 1
+	case errors.As(err, &f):
+		fmt.Fprintf(stderr, "narhash: %v\n", f.err)
+		return 1
+	case errors.As(err, &ue) && ue.msg == "":
+		return 2 // the usage has been printed
 	}
-	return nil
+	// A usage error: one line, naming the command, and where help is.
+	if cmd == nil {
+		cmd = root
+	}
+	fmt.Fprintf(stderr, "%s: %v (see '%s -h')\n", cmd.CommandPath(), err, cmd.CommandPath())
+	return 2
 }
 
-// flagSet returns the command's flags and the options they set.
-func flagSet(c *command) (*flag.FlagSet, any) {
-	fs := flag.NewFlagSet("narhash "+c.name, flag.ContinueOnError)
-	var opts any
-	if c.flags != nil {
-		opts = c.flags(fs)
-	}
-	return fs, opts
+// Command groups, in the order narhash help lists them.
+var groups = []*cobra.Group{
+	{ID: "hash", Title: "Hashes:"},
+	{ID: "nar", Title: "Archives:"},
+	{ID: "daemon", Title: "Asking narhashd:"},
+	{ID: "other", Title: "Other:"},
 }
 
-// parseInterspersed parses flags wherever they stand among the arguments,
-// up to a "--", and returns the other arguments in order.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var rest []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
+func newRoot(sio *stdio) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "narhash",
+		Short: "Nix NAR hashes and archives, byte-exact with Nix, without Nix",
+		Long: `narhash: Nix NAR hashes and archives, byte-exact with Nix, without Nix.
+
+Exit status: 0 success, 1 failure, 2 wrong usage.`,
+		Version:       api.Version(),
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	parent(root, sio)
+	root.SuggestionsMinimumDistance = 2
+	root.SetIn(sio.in)
+	root.SetOut(sio.out)
+	root.SetErr(sio.err)
+	root.SetVersionTemplate("narhash {{.Version}}\n")
+	root.SetHelpTemplate(helpTemplate)
+	root.SetUsageTemplate(helpTemplate)
+	root.AddGroup(groups...)
+	root.SetHelpCommandGroupID("other")
+	root.SetCompletionCommandGroupID("other")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err.Error()} })
+
+	for _, c := range []*cobra.Command{
+		hashCmd(sio), storePathCmd(sio), verifyCmd(sio), convertCmd(sio),
+		dumpCmd(sio), restoreCmd(sio), lsCmd(sio), catCmd(sio),
+		queryCmd(sio), watchCmd(sio), statusCmd(sio), subscribeCmd(sio),
+	} {
+		root.AddCommand(c)
+	}
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			c.Short = "Print the completion script for bash, zsh, fish or powershell"
 		}
-		// Parse stops at the first argument that is not a flag, or just
-		// after a "--", which it drops.
-		if used := len(args) - fs.NArg(); used > 0 && args[used-1] == "--" {
-			return append(rest, fs.Args()...), nil
+	}
+	root.AddCommand(versionCmd(sio))
+	forEach(root, func(c *cobra.Command) {
+		c.Flags().SortFlags = false
+		c.DisableFlagsInUseLine = true
+		c.SilenceErrors, c.SilenceUsage = true, true
+		if f := c.RunE; f != nil && !c.HasSubCommands() {
+			c.RunE = func(cmd *cobra.Command, args []string) error { return classify(f(cmd, args)) }
 		}
-		args = fs.Args()
+	})
+	return root
+}
+
+// helpTemplate is the help of every command, on standard output: usage,
+// description, subcommands, flags, examples.
+const helpTemplate = `Usage: {{if .HasAvailableSubCommands}}{{.CommandPath}} COMMAND [ARGS]{{else}}{{.UseLine}}{{end}}
+
+{{or .Long .Short | trimTrailingWhitespaces}}
+{{- if .HasAvailableSubCommands}}{{$cmds := .Commands}}{{if eq (len .Groups) 0}}
+
+Commands:{{range $cmds}}{{if .IsAvailableCommand}}
+  {{rpad .Name .NamePadding}} {{.Short}}{{end}}{{end}}{{else}}{{range $group := .Groups}}
+
+{{.Title}}{{range $cmds}}{{if and (eq .GroupID $group.ID) (or .IsAvailableCommand (eq .Name "help"))}}
+  {{rpad .Name .NamePadding}} {{.Short}}{{end}}{{end}}{{end}}{{end}}{{end}}
+{{- if .HasAvailableLocalFlags}}
+
+Flags:
+{{.LocalFlags.FlagUsages | trimTrailingWhitespaces}}{{end}}
+{{- if .HasAvailableInheritedFlags}}
+
+Flags of {{.Parent.CommandPath}}:
+{{.InheritedFlags.FlagUsages | trimTrailingWhitespaces}}{{end}}
+{{- if .HasExample}}
+
+Examples:
+{{.Example}}{{end}}
+{{- if .HasAvailableSubCommands}}
+
+Run '{{.CommandPath}} COMMAND -h' for a command's flags and examples.{{end}}
+`
+
+// parent makes c a command of commands: an unknown one is a usage error,
+// and c alone prints its help on standard error and exits 2.
+func parent(c *cobra.Command, sio *stdio) {
+	c.Args = func(cmd *cobra.Command, args []string) error {
 		if len(args) == 0 {
-			return rest, nil
+			return nil
 		}
-		rest = append(rest, args[0])
-		args = args[1:]
+		msg := fmt.Sprintf("unknown command %q", args[0])
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += ": did you mean " + strings.Join(s, " or ") + "?"
+		}
+		return usageError{msg}
+	}
+	c.RunE = func(cmd *cobra.Command, _ []string) error {
+		cmd.SetOut(sio.err)
+		cmd.Help()
+		return usageError{}
 	}
 }
 
-func mainUsage(w io.Writer) {
-	fmt.Fprint(w, `narhash: Nix NAR hashes and archives, byte-exact with Nix, without Nix.
-
-Usage: narhash COMMAND [ARGS]
-
-Commands:
-`)
-	for _, c := range commands {
-		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
+// classify marks the error of a command that ran as a failure, unless it
+// is one of usage.
+func classify(err error) error {
+	var ue usageError
+	if err == nil || errors.As(err, &ue) || errors.Is(err, errSilent) {
+		return err
 	}
-	fmt.Fprint(w, `
-Run 'narhash COMMAND -h' for a command's flags and examples.
-Exit status: 0 success, 1 failure, 2 wrong usage.
-`)
+	return failure{err}
 }
 
-func commandUsage(w io.Writer, c *command, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "Usage: narhash %s %s\n\n%s\n", c.name, c.args, c.summary)
-	hasFlags := false
-	fs.VisitAll(func(*flag.Flag) { hasFlags = true })
-	if hasFlags {
-		fmt.Fprint(w, "\nFlags:\n")
-		fs.SetOutput(w)
-		fs.PrintDefaults()
+func forEach(c *cobra.Command, fn func(*cobra.Command)) {
+	fn(c)
+	for _, sub := range c.Commands() {
+		forEach(sub, fn)
 	}
-	if c.help != "" {
-		fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(c.help))
+}
+
+// args returns a positional-argument check: between lo and hi arguments
+// (hi < 0: no limit), else the usage error want.
+func args(lo, hi int, want string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) < lo || hi >= 0 && len(args) > hi {
+			if len(args) == 0 && lo == 1 && hi < 0 {
+				return usagef("no %s given", want)
+			}
+			return usagef("want %s, got %d arguments", want, len(args))
+		}
+		return nil
 	}
+}
+
+// command returns a command in group that runs fn; its flags and argument
+// check are added by the caller.
+func command(group, use, short string, fn func(cmd *cobra.Command, args []string) error) *cobra.Command {
+	return &cobra.Command{Use: use, Short: short, GroupID: group, RunE: fn}
+}
+
+func versionCmd(sio *stdio) *cobra.Command {
+	c := command("other", "version", "Print narhash's version (from its build information)", func(*cobra.Command, []string) error {
+		fmt.Fprintf(sio.out, "narhash %s\n", api.Version())
+		return nil
+	})
+	c.Args = args(0, 0, "no arguments")
+	c.Long = `Prints the version of narhash: the module version it was built as, else the
+VCS revision it was built from, else "devel". 'narhash --version' prints the
+same; 'narhash status' shows the daemon's.`
+	return c
+}
+
+// subject returns err prefixed with "subject: ", unless it already starts
+// with it (some errors from below name their subject, some do not), so
+// that a message reads once: "hash x: lstat x: …", never "hash x: hash x: …".
+func subject(subject string, err error) error {
+	if err == nil || strings.HasPrefix(err.Error(), subject+": ") {
+		return err
+	}
+	return fmt.Errorf("%s: %w", subject, err)
 }

@@ -48,7 +48,7 @@ func nixOut(t *testing.T, name string, args ...string) []byte {
 func narhash(t *testing.T, stdin []byte, args ...string) (stdout, stderr []byte, code int) {
 	t.Helper()
 	var o, e bytes.Buffer
-	code = run(context.Background(), args, &stdio{bytes.NewReader(stdin), &o, &e})
+	code = run(context.Background(), args, bytes.NewReader(stdin), &o, &e)
 	return o.Bytes(), e.Bytes(), code
 }
 
@@ -276,7 +276,7 @@ func TestListAndCatMatchNix(t *testing.T) {
 			paths = append(paths, "/names", "/sizes", "/links", "/sizes/big", "/links/dangling", "/modes/0744", "/empty")
 		}
 		for _, p := range paths {
-			for _, flags := range [][]string{{"--json", "-R"}, {"--json"}, {"-R"}, {"-l", "-R"}, {}, {"-d"}, {"-l", "-d"}} {
+			for _, flags := range [][]string{{"--json", "-R"}, {"--json"}, {"-R"}, {"-l", "-R"}, {"-lR"}, {"--long", "--recursive"}, {}, {"-d"}, {"-l", "-d"}, {"-ld"}} {
 				args := append(append([]string{"ls"}, flags...), archive, p)
 				got := narhashOK(t, nil, args...)
 				want := nixOut(t, "nix", append(append([]string{"nar", "ls"}, flags...), archive, p)...)

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/narhash/narhash/api"
+	"github.com/narhash/narhash/hasher"
+)
+
+func queryCmd(sio *stdio) *cobra.Command {
+	o := &queryOpts{}
+	c := command("daemon", "query [flags] PATH...", "The NAR hash of each PATH: from narhashd when it runs, else computed here",
+		func(cmd *cobra.Command, args []string) error { return runQuery(cmd.Context(), sio, o, args) })
+	c.Long = `The one command for scripts and editors: instant when narhashd runs, correct
+when it does not.
+
+It prints what 'narhash hash' prints. When narhashd answers, the hash comes
+from it: a path in a watched root is answered from memory once the daemon has
+seen every change made before the query; any other path is checked against
+its cached entry by a stat walk. When nothing answers on the socket, query
+says so in one line on standard error and hashes each PATH here, in full,
+exactly as 'narhash hash' does (--daemon-only makes that an error instead).
+Either way the hash is that of PATH as it is now; with --json, "source" says
+where it came from: "cache", "computed" or "validated" from the daemon,
+"offline" from this process.
+
+--watch makes each PATH a watched root first (when the daemon runs).
+The socket is $NARHASHD_SOCKET, else $XDG_RUNTIME_DIR/narhashd/narhashd.sock.`
+	c.Example = `  narhashd --watch ~/src/project &
+  narhash query ~/src/project
+  narhash query --json --sri ~/src/project`
+	c.Args = args(1, -1, "PATH")
+	c.ValidArgsFunction = paths
+	formatFlags(c, &o.format)
+	fs := c.Flags()
+	fs.BoolVar(&o.json, "json", false, "print one JSON object per path (the daemon's answer, or the same fields)")
+	fs.BoolVar(&o.watch, "watch", false, "make each PATH a watched root")
+	fs.BoolVar(&o.daemonOnly, "daemon-only", false, "fail when narhashd does not answer, instead of hashing here")
+	socketFlag(c, &o.socket)
+	return c
+}
+
+func runQuery(ctx context.Context, sio *stdio, opts *queryOpts, args []string) error {
+	format, err := hasher.ParseFormat(opts.format)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	paths, err := absPaths(args)
+	if err != nil {
+		return err
+	}
+	c := &api.Client{Socket: opts.socket}
+	enc := json.NewEncoder(sio.out)
+	failed, offline := false, false
+	for _, p := range paths {
+		var res api.HashResult
+		if !offline {
+			res, err = c.Hash(ctx, p, opts.format, opts.watch)
+			if errors.Is(err, api.ErrNotRunning) && !opts.daemonOnly {
+				sock := opts.socket
+				if sock == "" {
+					sock = api.DefaultSocket()
+				}
+				fmt.Fprintf(sio.err, "narhash: narhashd does not answer on %s: hashing here (start narhashd for instant answers)\n", sock)
+				offline = true
+			}
+		}
+		if offline {
+			res, err = hashOffline(ctx, p, format)
+		}
+		if err != nil {
+			if errors.Is(err, api.ErrNotRunning) {
+				return err
+			}
+			fmt.Fprintf(sio.err, "narhash: %v\n", err)
+			failed = true
+			continue
+		}
+		if opts.json {
+			enc.Encode(res)
+		} else {
+			fmt.Fprintln(sio.out, res.Hash)
+		}
+	}
+	if failed {
+		return errSilent
+	}
+	return nil
+}
+
+// hashOffline is query's answer without the daemon: a full hash of the
+// absolute path, as 'narhash hash' computes it, with source "offline".
+func hashOffline(ctx context.Context, path string, format hasher.Format) (api.HashResult, error) {
+	start := time.Now()
+	res, err := hasher.HashPath(ctx, path, nil)
+	if err != nil {
+		return api.HashResult{}, subject("hash "+path, err)
+	}
+	return api.HashResult{
+		Path: path, Hash: res.Hash.Format(format), Algo: res.Hash.Algo.String(), Format: format.String(),
+		NARSize: res.NARSize, Source: "offline", Computed: start,
+		TookMS: float64(time.Since(start).Microseconds()) / 1000,
+	}, nil
+}
