@@ -304,14 +304,16 @@ func narPaths(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Com
 	if err != nil {
 		return nil, none
 	}
-	dir := "/" + strings.Trim(toComplete[:strings.LastIndexByte(toComplete, '/')+1], "/")
-	l, err := root.Lookup(dir)
+	// The directory typed so far, spelt as typed (with or without the
+	// leading slash): the shell keeps the completions it starts.
+	typed := toComplete[:strings.LastIndexByte(toComplete, '/')+1]
+	l, err := root.Lookup("/" + strings.Trim(typed, "/"))
 	if err != nil || l.Type != nar.TypeDirectory {
 		return nil, none
 	}
 	var out []cobra.Completion
 	for _, e := range l.Entries {
-		p := strings.TrimSuffix(dir, "/") + "/" + e.Name
+		p := typed + e.Name
 		if e.Type == nar.TypeDirectory {
 			p += "/"
 		}
