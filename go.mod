@@ -3,7 +3,6 @@ module github.com/narhash/narhash
 go 1.26.0
 
 require (
-	github.com/fsnotify/fsnotify v1.10.1
 	github.com/minio/sha256-simd v1.0.1
 	github.com/multiformats/go-multibase v0.3.0
 	github.com/spf13/cobra v1.10.2

@@ -5,7 +5,7 @@
 //
 //	GET    /v1/hash?path=P[&format=F][&watch=1]  the NAR hash of P, fresh
 //	GET    /v1/roots                             the watched roots
-//	POST   /v1/roots        {"path": P}          watch P
+//	POST   /v1/roots        {"path": P[, "validate": true]}  watch P
 //	DELETE /v1/roots?path=P                      stop watching P
 //	GET    /v1/status                            the daemon's state
 //	GET    /v1/subscribe?path=P[&format=F]       NDJSON: a line per new hash of P
@@ -67,6 +67,15 @@ type Root struct {
 	Degraded bool      `json:"degraded,omitempty"`
 	Warning  string    `json:"warning,omitempty"`
 	Error    string    `json:"error,omitempty"`
+	Validate bool      `json:"validate,omitempty"` // checked by stat walk on every query, as asked
+}
+
+// RootOptions are how a root is watched.
+type RootOptions struct {
+	// Validate checks the root by a stat walk on every query: for trees
+	// changed in ways inotify cannot see (hard links edited from outside,
+	// writes through a shared mmap).
+	Validate bool `json:"validate,omitempty"`
 }
 
 // Status describes the daemon.
@@ -88,7 +97,7 @@ type Status struct {
 type Backend interface {
 	Hash(ctx context.Context, path string, watch bool) (Hash, error)
 	Roots(ctx context.Context) ([]Root, error)
-	AddRoot(ctx context.Context, path string) (Root, error)
+	AddRoot(ctx context.Context, path string, opt RootOptions) (Root, error)
 	RemoveRoot(ctx context.Context, path string) error
 	Status(ctx context.Context) (Status, error)
 	// Subscribe calls send with the current hash of path and then with

@@ -23,10 +23,12 @@ func (stubBackend) Hash(_ context.Context, p string, _ bool) (Hash, error) {
 	}
 	return Hash{Path: p, Source: "cache"}, nil
 }
-func (stubBackend) Roots(context.Context) ([]Root, error)             { return nil, nil }
-func (stubBackend) AddRoot(_ context.Context, p string) (Root, error) { return Root{Path: p}, nil }
-func (stubBackend) RemoveRoot(context.Context, string) error          { return nil }
-func (stubBackend) Status(context.Context) (Status, error)            { return Status{PID: 1}, nil }
+func (stubBackend) Roots(context.Context) ([]Root, error) { return nil, nil }
+func (stubBackend) AddRoot(_ context.Context, p string, _ RootOptions) (Root, error) {
+	return Root{Path: p}, nil
+}
+func (stubBackend) RemoveRoot(context.Context, string) error { return nil }
+func (stubBackend) Status(context.Context) (Status, error)   { return Status{PID: 1}, nil }
 func (stubBackend) Subscribe(ctx context.Context, p string, send func(Hash) error) error {
 	return send(Hash{Path: p})
 }

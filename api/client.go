@@ -11,14 +11,26 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // A Client talks to narhashd. The zero value uses DefaultSocket.
+//
+// Before it sends anything, it checks that the server is the user's own:
+// the socket's directory belongs to the user and is not writable by
+// others (unless sticky), the socket belongs to the user (or root), and
+// the process answering runs as the user or root (SO_PEERCRED).
+// Otherwise it refuses, with ErrUntrusted, saying what it found.
 type Client struct {
 	// Socket is the daemon's socket; "" means DefaultSocket().
 	Socket string
+	// Timeout bounds each request but a subscription's stream (0: 5
+	// minutes: a first hash of a large tree takes a while). A daemon that
+	// does not answer in time gets an error saying so, not a hang.
+	Timeout time.Duration
 
 	once sync.Once
 	http *http.Client
@@ -36,10 +48,10 @@ func (c *Client) client() *http.Client {
 		sock := c.socket()
 		c.http = &http.Client{Transport: &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, "unix", sock)
+				return dialTrusted(ctx, sock)
 			},
 			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     30 * time.Second,
 		}}
 	})
 	return c.http
@@ -69,8 +81,16 @@ func (c *Client) Roots(ctx context.Context) ([]Root, error) {
 
 // AddRoot starts watching the absolute path.
 func (c *Client) AddRoot(ctx context.Context, path string) (Root, error) {
+	return c.AddRootWith(ctx, path, RootOptions{})
+}
+
+// AddRootWith starts watching the absolute path, as opt says.
+func (c *Client) AddRootWith(ctx context.Context, path string, opt RootOptions) (Root, error) {
 	var root Root
-	body, _ := json.Marshal(map[string]string{"path": path})
+	body, _ := json.Marshal(struct {
+		Path string `json:"path"`
+		RootOptions
+	}{path, opt})
 	err := c.do(ctx, http.MethodPost, "/v1/roots", body, &root)
 	return root, err
 }
@@ -101,11 +121,17 @@ func (c *Client) Subscribe(ctx context.Context, path, format string, fn func(Has
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		var res HashResult
+		var res struct {
+			HashResult
+			Error string `json:"error"`
+		}
 		if err := json.Unmarshal(sc.Bytes(), &res); err != nil {
 			return fmt.Errorf("narhashd sent %q: %w", sc.Bytes(), err)
 		}
-		if err := fn(res); err != nil {
+		if res.Error != "" {
+			return fmt.Errorf("narhashd ended the subscription: %s", res.Error)
+		}
+		if err := fn(res.HashResult); err != nil {
 			return err
 		}
 	}
@@ -119,7 +145,16 @@ func (c *Client) Subscribe(ctx context.Context, path, format string, fn func(Has
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("narhashd at %s did not answer %s %s within %v: it may be stuck; see its log, or restart it", c.socket(), method, pathOnly(path), timeout))
+	defer cancel()
 	resp, err := c.request(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
 	if err != nil {
 		return err
 	}
@@ -129,9 +164,18 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 		return nil
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("narhashd's answer to %s %s: %w", method, path, err)
+		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
+			return cause
+		}
+		return fmt.Errorf("narhashd's answer to %s %s: %w", method, pathOnly(path), err)
 	}
 	return nil
+}
+
+// pathOnly drops a request's query, which may be long, for a message.
+func pathOnly(p string) string {
+	p, _, _ = strings.Cut(p, "?")
+	return p
 }
 
 // request sends a request and returns a 2xx response, or the daemon's
@@ -146,8 +190,14 @@ func (c *Client) request(ctx context.Context, method, path string, body []byte) 
 	}
 	resp, err := c.client().Do(req)
 	if err != nil {
-		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+		var ue *UntrustedError
+		switch {
+		case errors.As(err, &ue):
+			return nil, ue
+		case errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED):
 			return nil, fmt.Errorf("%w (nothing answers on %s): start it with 'narhashd', or point NARHASHD_SOCKET at its socket", ErrNotRunning, c.socket())
+		case ctx.Err() != nil && context.Cause(ctx) != ctx.Err():
+			return nil, context.Cause(ctx)
 		}
 		return nil, fmt.Errorf("narhashd at %s: %w", c.socket(), err)
 	}

@@ -7,8 +7,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/narhash/narhash/hasher"
 	"golang.org/x/sys/unix"
@@ -17,8 +21,10 @@ import (
 // NewHandler serves b under /v1/. Connections must carry their peer's
 // credentials in their context (see ConnContext): only the server's own
 // user and root are answered.
-func NewHandler(b Backend) http.Handler {
-	h := &handler{b: b}
+func NewHandler(b Backend) http.Handler { return newHandler(b, nil) }
+
+func newHandler(b Backend, stop <-chan struct{}) http.Handler {
+	h := &handler{b: b, stop: stop}
 	mux := http.NewServeMux()
 	// The route table, sorted by path.
 	mux.HandleFunc("GET /v1/hash", h.hash)
@@ -33,7 +39,19 @@ func NewHandler(b Backend) http.Handler {
 	return h.checkPeer(mux)
 }
 
-type handler struct{ b Backend }
+type handler struct {
+	b    Backend
+	stop <-chan struct{} // closed when the server shuts down
+}
+
+func (h *handler) stopping() bool {
+	select {
+	case <-h.stop:
+		return true
+	default:
+		return false
+	}
+}
 
 type peerKey struct{}
 
@@ -41,16 +59,14 @@ type peerKey struct{}
 // for http.Server.ConnContext.
 func ConnContext(ctx context.Context, c net.Conn) context.Context {
 	uc, ok := c.(*net.UnixConn)
+	if lc, isOurs := c.(*conn); isOurs {
+		uc, ok = lc.UnixConn, true
+	}
 	if !ok {
 		return ctx
 	}
-	raw, err := uc.SyscallConn()
+	cred, err := peerCred(uc)
 	if err != nil {
-		return ctx
-	}
-	var cred *unix.Ucred
-	raw.Control(func(fd uintptr) { cred, _ = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
-	if cred == nil {
 		return ctx
 	}
 	return context.WithValue(ctx, peerKey{}, *cred)
@@ -72,16 +88,70 @@ func (h *handler) checkPeer(next http.Handler) http.Handler {
 	})
 }
 
-// pathParam returns the path query parameter, made absolute.
+// pathParam returns the path query parameter, checked by checkPath.
 func pathParam(r *http.Request) (string, error) {
-	p := r.URL.Query().Get("path")
-	if p == "" {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return "", Errorf(http.StatusBadRequest, "bad query string: %v", clipErr(err))
+	}
+	p, ok := q["path"]
+	if !ok || p[0] == "" {
 		return "", Errorf(http.StatusBadRequest, "missing ?path=")
 	}
-	if !filepath.IsAbs(p) {
-		return "", Errorf(http.StatusBadRequest, "path %q is not absolute: the daemon does not know the client's working directory", p)
+	return checkPath(p[0])
+}
+
+// pathMax is the longest path the kernel takes (PATH_MAX, with its NUL).
+const pathMax = 4096
+
+// checkPath refuses a path no file can have: relative, with a NUL byte,
+// or longer than PATH_MAX. It cleans "." and "//", and keeps "..": after
+// a symlink, ".." is the parent of its target, which only the daemon
+// can find.
+func checkPath(p string) (string, error) {
+	switch {
+	case !filepath.IsAbs(p):
+		return "", Errorf(http.StatusBadRequest, "path %s is not absolute: the daemon does not know the client's working directory", Quote(p))
+	case strings.IndexByte(p, 0) >= 0:
+		return "", Errorf(http.StatusBadRequest, "path %s has a NUL byte, which no file name can have", Quote(p))
+	case len(p) >= pathMax:
+		return "", Errorf(http.StatusBadRequest, "path %s is %d bytes, longer than the system allows (PATH_MAX, %d)", Quote(p), len(p), pathMax)
 	}
-	return filepath.Clean(p), nil
+	var b strings.Builder
+	for i, c := range strings.Split(p, "/") {
+		if (c == "" || c == ".") && i > 0 {
+			continue
+		}
+		if i > 0 {
+			b.WriteByte('/')
+		}
+		b.WriteString(c)
+	}
+	out := b.String()
+	if out == "" {
+		out = "/"
+	}
+	if strings.HasSuffix(p, "/") && out != "/" {
+		out += "/" // a trailing slash follows a symlink
+	}
+	return out, nil
+}
+
+// Quote quotes a path for a message, shortened to its first and last
+// 100 bytes if it is long; bytes that are not UTF-8 are escaped.
+func Quote(p string) string {
+	if len(p) > 256 {
+		return fmt.Sprintf("%q…(%d bytes)…%q", p[:100], len(p)-200, p[len(p)-100:])
+	}
+	return strconv.Quote(p)
+}
+
+// clipErr shortens the message of an error that quotes a long input.
+func clipErr(err error) error {
+	if msg := err.Error(); len(msg) > 512 {
+		return fmt.Errorf("%s…(%d bytes)…%s", msg[:200], len(msg)-400, msg[len(msg)-200:])
+	}
+	return err
 }
 
 func formatParam(r *http.Request) (hasher.Format, error) {
@@ -143,16 +213,18 @@ func (h *handler) roots(w http.ResponseWriter, r *http.Request) {
 func (h *handler) addRoot(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Path string `json:"path"`
+		RootOptions
 	}
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
-		writeError(w, Errorf(http.StatusBadRequest, "body must be {\"path\": \"/abs/path\"}: %v", err))
+		writeError(w, Errorf(http.StatusBadRequest, "body must be {\"path\": \"/abs/path\"}: %v", clipErr(err)))
 		return
 	}
-	if !filepath.IsAbs(req.Path) {
-		writeError(w, Errorf(http.StatusBadRequest, "path %q is not absolute", req.Path))
+	path, err := checkPath(req.Path)
+	if err != nil {
+		writeError(w, err)
 		return
 	}
-	root, err := h.b.AddRoot(r.Context(), filepath.Clean(req.Path))
+	root, err := h.b.AddRoot(r.Context(), path, req.RootOptions)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -188,7 +260,10 @@ func (h *handler) subscribe(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	flusher, _ := w.(http.Flusher)
+	// A stream has no read deadline; each line must be taken by the
+	// client within writeTimeout.
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Time{})
 	started := false
 	enc := json.NewEncoder(w)
 	err = h.b.Subscribe(r.Context(), path, func(hh Hash) error {
@@ -196,16 +271,25 @@ func (h *handler) subscribe(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/x-ndjson")
 			started = true
 		}
+		rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 		if err := enc.Encode(Result(hh, format)); err != nil {
 			return err
 		}
-		if flusher != nil {
-			flusher.Flush()
-		}
-		return nil
+		return rc.Flush()
 	})
-	if err != nil && !started && !errors.Is(err, context.Canceled) {
+	if h.stopping() {
+		err = Errorf(http.StatusServiceUnavailable, "narhashd is shutting down")
+	}
+	switch {
+	case err == nil || errors.Is(err, context.Canceled):
+		// The client left.
+	case !started:
 		writeError(w, err)
+	default:
+		// The stream ends with a line saying why, then a clean end.
+		rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		enc.Encode(map[string]string{"error": fmt.Sprint(err)})
+		rc.Flush()
 	}
 }
 

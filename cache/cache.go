@@ -66,12 +66,17 @@ type Entry struct {
 type Root struct {
 	Path  string    `json:"path"`
 	Added time.Time `json:"added"`
+	// Validate asks for a stat walk on every query: for trees changed in
+	// ways inotify cannot see (hard links edited from outside, writes
+	// through a shared mmap).
+	Validate bool `json:"validate,omitempty"`
 }
 
 // A Store is an open database.
 type Store struct {
 	db   *bolt.DB
 	path string
+	file os.FileInfo // the file opened, for Check
 	// Recovered, if not empty, says that the file was damaged and where
 	// the damaged copy was moved.
 	Recovered string
@@ -128,6 +133,12 @@ func open(path string, timeout time.Duration) (s *Store, err error) {
 		return nil, fmt.Errorf("cache: %s: %w: %v", path, ErrCorrupt, err)
 	}
 	s = &Store{db: db, path: path}
+	// bbolt holds the file locked from Open: the file at path now is the
+	// one it opened.
+	if s.file, err = os.Stat(path); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("cache: %w", err)
+	}
 	if err := s.init(); err != nil {
 		db.Close()
 		return nil, err
@@ -206,6 +217,37 @@ func (s *Store) PutMany(items []Item) error {
 		}
 		return nil
 	})
+}
+
+// Update stores items and removes the entries of paths, in one transaction.
+func (s *Store) Update(items []Item, remove []string) error {
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketEntries)
+		for _, it := range items {
+			if err := b.Put([]byte(it.Path), encodeEntry(it.Entry)); err != nil {
+				return err
+			}
+		}
+		for _, p := range remove {
+			if err := b.Delete([]byte(p)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Check reports an error if the file at the store's path is no longer the
+// one open (deleted or replaced): what is written then is lost on restart.
+func (s *Store) Check() error {
+	now, err := os.Stat(s.path)
+	if err != nil {
+		return fmt.Errorf("cache: the database %s was removed while in use (%w): results and roots saved from now on are lost at the next start; restart narhashd to make a new one", s.path, err)
+	}
+	if !os.SameFile(s.file, now) {
+		return fmt.Errorf("cache: the database %s was replaced by another file while in use: results and roots saved from now on are lost at the next start; restart narhashd", s.path)
+	}
+	return nil
 }
 
 // Delete removes the entry for path.

@@ -34,17 +34,3 @@ func TestAggregator(t *testing.T) {
 		t.Error("dirty after reset")
 	}
 }
-
-func TestAffects(t *testing.T) {
-	for _, tc := range []struct {
-		p, t string
-		want bool
-	}{
-		{"/a/b", "/a/b", true}, {"/a/b/c", "/a/b", true}, {"/a", "/a/b", true}, {"/", "/a", true},
-		{"/a/bc", "/a/b", false}, {"/a/c", "/a/b", false}, {"/x", "/a", false}, {"/a/b", "/", true},
-	} {
-		if got := affects(tc.p, tc.t); got != tc.want {
-			t.Errorf("affects(%q, %q) = %v", tc.p, tc.t, got)
-		}
-	}
-}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sort"
 	"time"
 
@@ -19,11 +20,15 @@ var errStopped = api.Errorf(http.StatusServiceUnavailable, "narhashd is shutting
 // Hash returns the NAR hash of path as it is now: at some moment after the
 // call. A path inside a watched root is answered from memory once the
 // watcher has caught up; a path outside every root is checked by a stat
-// walk against its cached entry, and hashed if that differs. With watch,
-// the path becomes a root first.
+// walk against its cached entry, and hashed if that differs (by the
+// worker pool). With watch, the path becomes a root first.
 func (d *Daemon) Hash(ctx context.Context, path string, watch bool) (api.Hash, error) {
+	path, err := resolveQuery(path)
+	if err != nil {
+		return api.Hash{}, hashError(path, err)
+	}
 	if watch {
-		if _, err := d.AddRoot(ctx, path); err != nil {
+		if _, err := d.AddRoot(ctx, path, api.RootOptions{}); err != nil {
 			return api.Hash{}, err
 		}
 	}
@@ -33,15 +38,23 @@ func (d *Daemon) Hash(ctx context.Context, path string, watch bool) (api.Hash, e
 	}
 	ch := make(chan result, 1)
 	var immediate *result
-	inRoot := false
-	if !d.call(ctx, func() {
-		t := d.track(path)
-		if t == nil {
+	inRoot, resolve := false, false
+	if err := d.callErr(ctx, func() {
+		if d.mounts.changed() {
+			d.mountsChanged()
+		}
+		r := d.rootOf(path)
+		if r == nil {
 			return
 		}
+		d.checkSeat(r)
+		if throughSymlink(r, path) {
+			resolve = true // it leads outside what r's watches see
+			return
+		}
+		t := d.track(path, r)
 		inRoot = true
-		d.ensureWatched(t.root)
-		if barrier != nil || t.root.degraded {
+		if barrier != nil || t.root.degraded || d.cookieFault != "" {
 			// Events cannot vouch for the tree: check it by a stat walk
 			// begun after this query.
 			t.verified = false
@@ -53,8 +66,15 @@ func (d *Daemon) Hash(ctx context.Context, path string, watch bool) (api.Hash, e
 		}
 		t.waiters = append(t.waiters, ch)
 		d.schedule(t, true)
-	}) {
-		return api.Hash{}, errStopped
+	}); err != nil {
+		return api.Hash{}, err
+	}
+	if resolve {
+		real, err := filepath.EvalSymlinks(filepath.Dir(path))
+		if err != nil {
+			return api.Hash{}, hashError(path, err)
+		}
+		return d.hashOutside(ctx, filepath.Join(real, filepath.Base(path)))
 	}
 	if !inRoot {
 		return d.hashOutside(ctx, path)
@@ -73,42 +93,62 @@ func (d *Daemon) Hash(ctx context.Context, path string, watch bool) (api.Hash, e
 	}
 }
 
-// track returns the tracked path for path, starting to track it if it
-// is inside a root; nil if it is outside every root. Runs on the loop.
-func (d *Daemon) track(path string) *tracked {
-	if t := d.tracked[path]; t != nil {
-		return t
+// track returns the tracked path for path, in root r, starting to track
+// it if need be. Runs on the loop.
+func (d *Daemon) track(path string, r *root) *tracked {
+	t := d.tracked[path]
+	if t == nil {
+		t = d.newTracked(path)
+		t.root = r
 	}
-	r := d.rootOf(path)
-	if r == nil {
-		return nil
-	}
-	t := &tracked{path: path, root: r}
-	d.loadEntry(t)
-	d.tracked[path] = t
+	t.used = time.Now()
 	return t
 }
 
-// hashOutside answers for a path outside every root: its cached entry if
-// a stat walk matches the entry's fingerprint, else a new hash.
+// hashOutside answers for a path outside every root, by a job of the
+// worker pool: its cached entry if a stat walk matches the entry's
+// fingerprint, else a new hash.
 func (d *Daemon) hashOutside(ctx context.Context, path string) (api.Hash, error) {
-	fp, _, err := nar.StatTree(ctx, path)
+	j := &job{outside: path, reply: make(chan *job, 1)}
+	j.ctx, j.cancel = context.WithCancel(ctx)
+	defer j.cancel()
+	if err := d.callErr(ctx, func() { d.outq = append(d.outq, j) }); err != nil {
+		return api.Hash{}, err
+	}
+	select {
+	case <-j.reply:
+	case <-ctx.Done():
+		return api.Hash{}, ctx.Err()
+	case <-d.stopped:
+		return api.Hash{}, errStopped
+	}
+	if j.err != nil {
+		return api.Hash{}, hashError(path, j.err)
+	}
+	return j.out, nil
+}
+
+// runOutside is a worker's part of hashOutside.
+func (d *Daemon) runOutside(j *job) {
+	path := j.outside
+	fp, _, err := nar.StatTree(j.ctx, path)
 	if err != nil {
-		return api.Hash{}, hashError(path, err)
+		j.err = err
+		return
 	}
 	if e, ok, err := d.store.Get(path); err == nil && ok && e.Fingerprint == fp && !fp.Racy(e.Computed.UnixNano()) {
-		return api.Hash{Path: path, Digest: e.Hash, NARSize: e.NARSize, Source: "validated", Computed: e.Computed, Took: e.Took}, nil
+		j.out = api.Hash{Path: path, Digest: e.Hash, NARSize: e.NARSize, Source: "validated", Computed: e.Computed, Took: e.Took}
+		return
 	}
 	start := time.Now()
-	res, err := hasher.HashPath(ctx, path, nil)
+	res, err := hasher.HashPath(j.ctx, path, nil)
 	if err != nil {
-		return api.Hash{}, hashError(path, err)
+		j.err = err
+		return
 	}
 	e := cache.Entry{Hash: [32]byte(res.Hash.Digest), NARSize: res.NARSize, Fingerprint: res.Fingerprint, Computed: start, Took: time.Since(start)}
-	if err := d.store.PutMany([]cache.Item{{Path: path, Entry: e}}); err != nil {
-		d.log.Error("save result", "path", path, "err", err)
-	}
-	return api.Hash{Path: path, Digest: e.Hash, NARSize: e.NARSize, Source: "computed", Computed: e.Computed, Took: e.Took}, nil
+	j.save = &cache.Item{Path: path, Entry: e}
+	j.out = api.Hash{Path: path, Digest: e.Hash, NARSize: e.NARSize, Source: "computed", Computed: e.Computed, Took: e.Took}
 }
 
 // hashError gives an error its HTTP status: a missing path is 404, a tree
@@ -119,33 +159,37 @@ func hashError(path string, err error) error {
 	case errors.As(err, &ae):
 		return err
 	case errors.Is(err, os.ErrNotExist):
-		return api.Errorf(http.StatusNotFound, "hash %s: %v", path, err)
+		return api.Errorf(http.StatusNotFound, "hash %s: %v", clip(path), clipErr(err))
 	case errors.Is(err, nar.ErrUnsupportedType):
-		return api.Errorf(http.StatusUnprocessableEntity, "hash %s: %v", path, err)
+		return api.Errorf(http.StatusUnprocessableEntity, "hash %s: %v", clip(path), clipErr(err))
 	}
-	return api.Errorf(http.StatusInternalServerError, "hash %s: %v", path, err)
+	return api.Errorf(http.StatusInternalServerError, "hash %s: %v", clip(path), clipErr(err))
 }
 
 // Roots lists the watched roots.
 func (d *Daemon) Roots(ctx context.Context) ([]api.Root, error) {
 	var roots []api.Root
-	if !d.call(ctx, func() { roots = d.rootList() }) {
-		return nil, errStopped
+	if err := d.callErr(ctx, func() { roots = d.rootList() }); err != nil {
+		return nil, err
 	}
 	return roots, nil
 }
 
-// AddRoot starts watching path and keeps it across restarts.
-func (d *Daemon) AddRoot(ctx context.Context, path string) (api.Root, error) {
+// AddRoot starts watching path and keeps it across restarts. A root
+// added again is watched again from scratch.
+func (d *Daemon) AddRoot(ctx context.Context, path string, opt api.RootOptions) (api.Root, error) {
+	path, err := resolveQuery(path)
+	if err != nil {
+		return api.Root{}, api.Errorf(http.StatusNotFound, "cannot watch %s: %v", clip(path), clipErr(err))
+	}
 	var out api.Root
-	var err error
-	if !d.call(ctx, func() {
+	if cerr := d.callErr(ctx, func() {
 		var r *root
-		if r, err = d.addRoot(path, true); err == nil {
+		if r, err = d.addRoot(path, opt.Validate, true); err == nil {
 			out = d.rootInfo(r)
 		}
-	}) {
-		return api.Root{}, errStopped
+	}); cerr != nil {
+		return api.Root{}, cerr
 	}
 	return out, err
 }
@@ -153,8 +197,8 @@ func (d *Daemon) AddRoot(ctx context.Context, path string) (api.Root, error) {
 // RemoveRoot stops watching path.
 func (d *Daemon) RemoveRoot(ctx context.Context, path string) error {
 	var err error
-	if !d.call(ctx, func() { err = d.removeRoot(path) }) {
-		return errStopped
+	if cerr := d.callErr(ctx, func() { err = d.removeRoot(filepath.Clean(path)) }); cerr != nil {
+		return cerr
 	}
 	return err
 }
@@ -162,20 +206,29 @@ func (d *Daemon) RemoveRoot(ctx context.Context, path string) error {
 // Status describes the daemon.
 func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 	var st api.Status
-	if !d.call(ctx, func() {
+	if err := d.callErr(ctx, func() {
 		st = api.Status{
 			Version: api.Version(),
 			PID:     os.Getpid(), Started: d.started, Socket: d.cfg.Socket, DB: d.cfg.DB, Workers: d.cfg.Workers,
 			Roots: d.rootList(), Pending: len(d.queue) + d.running, Epoch: d.epoch, Overflows: d.overflows,
 			Warnings: append([]string(nil), d.warnings...),
 		}
+		if w := d.faults.warning(); w != "" {
+			st.Warnings = append(st.Warnings, w)
+		}
+		if err := d.store.Check(); err != nil {
+			st.Warnings = append(st.Warnings, err.Error())
+		}
+		if d.cookieFault != "" {
+			st.Warnings = append(st.Warnings, d.cookieFault)
+		}
 		for _, r := range st.Roots {
 			if r.Warning != "" {
 				st.Warnings = append(st.Warnings, r.Path+": "+r.Warning)
 			}
 		}
-	}) {
-		return api.Status{}, errStopped
+	}); err != nil {
+		return api.Status{}, err
 	}
 	return st, nil
 }
@@ -190,7 +243,7 @@ func (d *Daemon) rootList() []api.Root {
 }
 
 func (d *Daemon) rootInfo(r *root) api.Root {
-	info := api.Root{Path: r.path, Watches: len(r.watches), Degraded: r.degraded, Warning: r.warning}
+	info := api.Root{Path: r.path, Watches: d.watchCount(r.path), Degraded: r.degraded, Warning: r.warning, Validate: r.validate}
 	switch {
 	case r.job != nil:
 		info.State = "hashing"
@@ -214,25 +267,30 @@ func (d *Daemon) rootInfo(r *root) api.Root {
 }
 
 // Subscribe sends the current hash of path, then every new one, until
-// ctx is done. path must be in a watched root.
+// ctx is done or the daemon stops. path must be in a watched root.
 func (d *Daemon) Subscribe(ctx context.Context, path string, send func(api.Hash) error) error {
+	path, err := resolveQuery(path)
+	if err != nil {
+		return hashError(path, err)
+	}
 	ch := make(chan api.Hash, 1)
 	inRoot := false
-	if !d.call(ctx, func() {
-		t := d.track(path)
-		if t == nil {
+	if err := d.callErr(ctx, func() {
+		r := d.rootOf(path)
+		if r == nil || throughSymlink(r, path) {
 			return
 		}
+		t := d.track(path, r)
 		inRoot = true
 		if t.subs == nil {
 			t.subs = map[chan api.Hash]struct{}{}
 		}
 		t.subs[ch] = struct{}{}
-	}) {
-		return errStopped
+	}); err != nil {
+		return err
 	}
 	if !inRoot {
-		return api.Errorf(http.StatusBadRequest, "%s is not in a watched root: watch it first (narhash watch add %s)", path, path)
+		return api.Errorf(http.StatusBadRequest, "%s is not in a watched root: watch it first (narhash watch add %s)", clip(path), clip(path))
 	}
 	defer d.call(context.Background(), func() {
 		if t := d.tracked[path]; t != nil {
@@ -249,7 +307,10 @@ func (d *Daemon) Subscribe(ctx context.Context, path string, send func(api.Hash)
 	last := cur.Digest
 	for {
 		select {
-		case h := <-ch:
+		case h, ok := <-ch:
+			if !ok {
+				return api.Errorf(http.StatusGone, "%s is no longer watched", clip(path))
+			}
 			if h.Digest == last {
 				continue
 			}
@@ -257,6 +318,8 @@ func (d *Daemon) Subscribe(ctx context.Context, path string, send func(api.Hash)
 			if err := send(h); err != nil {
 				return err
 			}
+		case <-d.stopped:
+			return errStopped
 		case <-ctx.Done():
 			return ctx.Err()
 		}

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
+	"golang.org/x/sys/unix"
 )
 
 // errBarrier means a query could not be sure the watcher had caught up:
@@ -20,14 +20,19 @@ var errBarrier = errors.New("the watcher did not confirm the cookie")
 // cookieJar runs the cookie barrier. inotify delivers the events of one
 // instance in one ordered queue: once the event of a file created after a
 // query arrived has come through, so have the events of every change made
-// before it. Queries that arrive before the next cookie file exists share
-// it, so a burst of queries costs one file.
+// before it. A query publishes its need for a cookie and wakes the maker
+// goroutine; every query that arrives before the maker takes the request
+// shares the file it then creates, so a burst of queries costs one file.
 type cookieJar struct {
-	dir     string // daemon-owned, watched by the same watcher, never inside a root
-	mu      sync.Mutex
-	next    *cookie // joined by queries until its file is created
+	parent string // where the cookie directory is made
+	mu     sync.Mutex
+	dir    string // daemon-owned, watched by the same watcher, never inside a root
+	wd     int32  // its watch
+	next   *cookie
+	// pending maps file names to cookies whose file was made.
 	pending map[string]*cookie
 	n       uint64
+	kick    chan struct{}
 }
 
 type cookie struct {
@@ -36,44 +41,103 @@ type cookie struct {
 	lost bool // set before done is closed: the event may never come
 }
 
-func (c *cookieJar) init(parent string, w *fsnotify.Watcher) error {
-	dir, err := os.MkdirTemp(parent, "cookies-")
+// makeDir makes and watches a new cookie directory; on the loop.
+func (d *Daemon) makeCookieDir() error {
+	c := &d.cookies
+	dir, err := os.MkdirTemp(c.parent, "cookies-")
 	if err != nil {
 		return fmt.Errorf("cookie directory: %w", err)
 	}
-	if err := w.Add(dir); err != nil {
+	f, err := d.addWatch(dir)
+	if err != nil || f == nil {
 		os.RemoveAll(dir)
-		return fmt.Errorf("watch cookie directory %s: %w", dir, err)
+		return fmt.Errorf("watch cookie directory %s: %v", dir, err)
 	}
-	c.dir, c.pending = dir, map[string]*cookie{}
+	f.Close()
+	w, _ := d.watchPaths.get(dir)
+	c.mu.Lock()
+	c.dir, c.wd = dir, w.wd
+	if c.pending == nil {
+		c.pending, c.kick = map[string]*cookie{}, make(chan struct{}, 1)
+	}
+	c.mu.Unlock()
 	return nil
 }
 
-func (c *cookieJar) close() { os.RemoveAll(c.dir) }
+func (c *cookieJar) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	os.RemoveAll(c.dir)
+}
+
+// onCookieEvent is the loop's handling of the cookie directory's events.
+func (d *Daemon) onCookieEvent(ev inEvent) {
+	c := &d.cookies
+	if ev.mask&unix.IN_CREATE != 0 && ev.name != "" {
+		c.seen(ev.name)
+		return
+	}
+	if ev.mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_IGNORED) == 0 {
+		return
+	}
+	// Someone removed or moved narhashd's cookie directory: make another,
+	// and let the queries waiting on the old one validate by stat walk.
+	if w := d.watches[ev.wd]; w != nil {
+		d.dropWatch(w, ev.mask&unix.IN_IGNORED != 0)
+	}
+	c.failAll()
+	if err := d.makeCookieDir(); err != nil {
+		d.log.Error("cookie directory lost and not made anew: queries are checked by stat walk", "err", err)
+		d.cookieFault = fmt.Sprintf("the cookie directory was removed and cannot be made again (%v): every query is checked by a stat walk; restart narhashd", err)
+		return
+	}
+	d.log.Warn("cookie directory was removed: made a new one", "path", c.dir)
+}
+
+// maker creates the cookie files queries ask for, until ctx is done.
+func (c *cookieJar) maker(ctx context.Context) {
+	for {
+		select {
+		case <-c.kick:
+		case <-ctx.Done():
+			return
+		}
+		c.mu.Lock()
+		k := c.next
+		c.next = nil // later queries need a file created after they came
+		if k != nil {
+			c.pending[k.name] = k
+		}
+		dir := c.dir
+		c.mu.Unlock()
+		if k == nil {
+			continue
+		}
+		f, err := os.OpenFile(filepath.Join(dir, k.name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			c.mu.Lock()
+			c.drop(k)
+			c.mu.Unlock()
+			continue
+		}
+		f.Close()
+	}
+}
 
 // wait returns once every change made before it was called has been
 // applied by the loop, or errBarrier after timeout.
 func (c *cookieJar) wait(ctx context.Context, timeout time.Duration) error {
 	c.mu.Lock()
-	k, create := c.next, c.next == nil
-	if create {
+	k := c.next
+	if k == nil {
 		c.n++
 		k = &cookie{name: strconv.FormatUint(c.n, 10), done: make(chan struct{})}
-		c.pending[k.name], c.next = k, k
+		c.next = k
 	}
 	c.mu.Unlock()
-	if create {
-		c.mu.Lock()
-		c.next = nil // later queries need a file created after they came
-		c.mu.Unlock()
-		f, err := os.OpenFile(filepath.Join(c.dir, k.name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-		if err != nil {
-			c.mu.Lock()
-			c.drop(k)
-			c.mu.Unlock()
-		} else {
-			f.Close()
-		}
+	select {
+	case c.kick <- struct{}{}:
+	default: // the maker is awake already and will see c.next
 	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()
@@ -95,10 +159,11 @@ func (c *cookieJar) seen(name string) {
 	c.mu.Lock()
 	k := c.pending[name]
 	delete(c.pending, name)
+	dir := c.dir
 	c.mu.Unlock()
 	if k != nil {
 		close(k.done)
-		os.Remove(filepath.Join(c.dir, name))
+		os.Remove(filepath.Join(dir, name))
 	}
 }
 
@@ -118,9 +183,6 @@ func (c *cookieJar) drop(k *cookie) {
 		return
 	}
 	delete(c.pending, k.name)
-	if c.next == k {
-		c.next = nil
-	}
 	k.lost = true
 	close(k.done)
 }

@@ -24,7 +24,6 @@ package daemon
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -33,7 +32,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/narhash/narhash/api"
 	"github.com/narhash/narhash/cache"
 )
@@ -94,26 +92,39 @@ type Daemon struct {
 	cfg     Config
 	log     *slog.Logger
 	store   *cache.Store
-	watcher *fsnotify.Watcher
+	in      *inotify
+	mounts  mountTable
 	started time.Time
 
 	// Owned by the loop goroutine.
-	roots     map[string]*root
-	tracked   map[string]*tracked // roots and the paths inside them that were asked for
-	queue     []*tracked          // waiting for a worker
-	running   int
-	epoch     uint64
-	overflows int
-	warnings  []string
+	roots       map[string]*root
+	rootIdx     pathTrie[*root]
+	tracked     map[string]*tracked // roots and the paths inside them that were asked for
+	trackIdx    pathTrie[*tracked]
+	dirty       map[*tracked]struct{} // waiting for their debounce
+	maxTracked  int
+	watches     map[int32]*dirWatch
+	watchPaths  pathTrie[*dirWatch]
+	queue       []*tracked // waiting for a worker
+	outq        []*job     // paths outside the roots, waiting for a worker
+	running     int
+	epoch       uint64
+	overflows   int
+	warnings    []string
+	cookieFault string
 
 	calls   chan func()     // closures to run on the loop
 	stopped chan struct{}   // closed when the loop has exited
 	jobs    chan *job       // loop -> workers
 	results chan *job       // workers -> loop
 	saves   chan cache.Item // loop -> store writer
-	inject  chan error      // tests: errors as if from the watcher
+	deletes chan string     // loop -> store writer: entries to forget
+	inject  chan []inEvent  // tests: events as if from the watcher
 	cookies cookieJar
-	// testHookAdd, when set, is called instead of the watcher's Add.
+	faults  storeFaults
+	loopAt  loopState
+	// testHookAdd, when set, is called before each inotify watch is added
+	// and can make it fail.
 	testHookAdd func(path string) error
 }
 
@@ -127,16 +138,20 @@ func New(cfg Config) (*Daemon, error) {
 	if store.Recovered != "" {
 		cfg.Logger.Warn("database recovered", "path", cfg.DB, "err", store.Recovered)
 	}
-	w, err := fsnotify.NewBufferedWatcher(4096)
+	in, err := newInotify()
 	if err != nil {
 		store.Close()
-		return nil, fmt.Errorf("inotify: %w (too many inotify instances? raise fs.inotify.max_user_instances)", err)
+		return nil, err
 	}
 	d := &Daemon{
-		cfg: cfg, log: cfg.Logger, store: store, watcher: w, started: time.Now(),
-		roots: map[string]*root{}, tracked: map[string]*tracked{},
-		calls: make(chan func()), stopped: make(chan struct{}), jobs: make(chan *job), results: make(chan *job, cfg.Workers),
-		saves: make(chan cache.Item, 256), inject: make(chan error, 1),
+		cfg: cfg, log: cfg.Logger, store: store, in: in, started: time.Now(),
+		roots: map[string]*root{}, tracked: map[string]*tracked{}, dirty: map[*tracked]struct{}{}, maxTracked: maxTracked,
+		watches: map[int32]*dirWatch{},
+		calls:   make(chan func()), stopped: make(chan struct{}), jobs: make(chan *job), results: make(chan *job, cfg.Workers),
+		saves: make(chan cache.Item, 1024), deletes: make(chan string, 1024), inject: make(chan []inEvent, 1),
+	}
+	if err := d.mounts.open(); err != nil {
+		d.log.Warn("cannot read the mount table: mounts inside roots go unnoticed", "err", err)
 	}
 	if store.Recovered != "" {
 		d.warnings = append(d.warnings, store.Recovered)
@@ -155,16 +170,19 @@ func Run(ctx context.Context, cfg Config) error {
 	return d.Run(ctx)
 }
 
-// Run serves until ctx is done.
+// Run serves until ctx is done. It returns within about a second of
+// that, whatever the clients and jobs are doing.
 func (d *Daemon) Run(ctx context.Context) error {
 	defer d.store.Close()
-	defer d.watcher.Close()
+	defer d.mounts.close()
+	defer d.in.close()
 	l, err := api.Listen(d.cfg.Socket)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
-	if err := d.cookies.init(filepath.Dir(d.cfg.Socket), d.watcher); err != nil {
+	d.cookies.parent = filepath.Dir(d.cfg.Socket)
+	if err := d.makeCookieDir(); err != nil {
 		return err
 	}
 	defer d.cookies.close()
@@ -175,10 +193,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	for range d.cfg.Workers {
 		wg.Go(func() { d.worker(ctx) })
 	}
+	wg.Go(func() { d.cookies.maker(ctx) })
+	go d.in.read()
 	saved := make(chan struct{})
 	go func() { d.storeWriter(); close(saved) }()
 
-	srv := &http.Server{Handler: api.NewHandler(d), ConnContext: api.ConnContext, ReadHeaderTimeout: 10 * time.Second}
+	srv := api.NewServer(ctx, d)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 
@@ -193,8 +213,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	case serveErr = <-served:
 		cancel()
 	}
-	shutCtx, stop := context.WithTimeout(context.Background(), 3*time.Second)
-	srv.Shutdown(shutCtx)
+	// Requests see ctx done (their base context) and end: subscriptions
+	// with a last line saying why. Past a second, connections are cut.
+	shutCtx, stop := context.WithTimeout(context.Background(), time.Second)
+	if srv.Shutdown(shutCtx) != nil {
+		srv.Close()
+	}
 	stop()
 	<-loopDone
 	wg.Wait()
@@ -207,48 +231,68 @@ func (d *Daemon) Run(ctx context.Context) error {
 	return nil
 }
 
-// call runs fn on the loop and waits for it; false if the daemon stopped.
+// callTimeout bounds a request's wait for the loop to take its call: past
+// it the loop is stuck, which is a bug, and the request fails saying so
+// rather than hang.
+const callTimeout = 10 * time.Second
+
+// errStuck is the answer when the loop does not take a call.
+var errStuck = api.Errorf(http.StatusServiceUnavailable, "narhashd's event loop did not answer within %v (a bug: please report it with the daemon's log, which has the stacks); restart narhashd", callTimeout)
+
+// call runs fn on the loop and waits for it; false if the daemon stopped,
+// ctx ended or the loop is stuck (the watchdog logs it).
 func (d *Daemon) call(ctx context.Context, fn func()) bool {
+	return d.callErr(ctx, fn) == nil
+}
+
+func (d *Daemon) callErr(ctx context.Context, fn func()) error {
 	done := make(chan struct{})
+	stuck := time.NewTimer(callTimeout)
+	defer stuck.Stop()
 	select {
 	case d.calls <- func() { fn(); close(done) }:
 	case <-ctx.Done():
-		return false
+		return errStopped
 	case <-d.stopped:
-		return false
+		return errStopped
+	case <-stuck.C:
+		d.loopAt.report(d.log)
+		return errStuck
 	}
 	select {
 	case <-done:
-		return true
+		return nil
 	case <-ctx.Done():
-		return false
+		return errStopped
 	}
 }
 
 // loop applies watcher events, runs calls, dispatches jobs and takes
-// their results, in one goroutine.
+// their results, in one goroutine. It never waits for the watcher's
+// reader: watches are added and removed by plain system calls.
 func (d *Daemon) loop(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	defer timer.Stop()
 	for {
 		d.armTimer(timer)
+		d.loopAt.idle()
 		select {
 		case <-ctx.Done():
 			d.shutdown()
 			return
-		case ev, ok := <-d.watcher.Events:
+		case batch, ok := <-d.in.out:
 			if ok {
-				d.onEvent(ev)
+				d.loopAt.busy("events")
+				d.onEvents(batch)
 			}
-		case err, ok := <-d.watcher.Errors:
-			if ok {
-				d.onWatchError(err)
-			}
-		case err := <-d.inject:
-			d.onWatchError(err)
+		case batch := <-d.inject:
+			d.onEvents(batch)
 		case fn := <-d.calls:
+			d.loopAt.busy("a request")
 			fn()
 		case j := <-d.results:
+			d.loopAt.busy("a result")
 			d.onResult(j)
 		case <-timer.C:
 			d.startDue(time.Now())
@@ -257,19 +301,23 @@ func (d *Daemon) loop(ctx context.Context) {
 	}
 }
 
-// armTimer sets the timer to the earliest debounced rehash.
+// armTimer sets the timer to the earliest debounced rehash, or stops it.
 func (d *Daemon) armTimer(timer *time.Timer) {
 	var next time.Time
-	for _, t := range d.tracked {
-		if at, ok := t.agg.due(); ok && t.job == nil && (next.IsZero() || at.Before(next)) {
+	for t := range d.dirty {
+		at, ok := t.agg.due()
+		if !ok {
+			delete(d.dirty, t)
+			continue
+		}
+		if t.job == nil && (next.IsZero() || at.Before(next)) {
 			next = at
 		}
 	}
-	wait := time.Hour
+	timer.Stop()
 	if !next.IsZero() {
-		wait = max(0, time.Until(next))
+		timer.Reset(max(0, time.Until(next)))
 	}
-	timer.Reset(wait)
 }
 
 // shutdown cancels every job and tells every waiter.
@@ -278,6 +326,6 @@ func (d *Daemon) shutdown() {
 		if t.job != nil {
 			t.job.cancel()
 		}
-		t.fail(errors.New("narhashd is shutting down"))
+		t.fail(errStopped)
 	}
 }

@@ -17,11 +17,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/narhash/narhash/api"
 	"github.com/narhash/narhash/cache"
 	"github.com/narhash/narhash/hasher"
 	"github.com/narhash/narhash/nar/nartest"
+	"golang.org/x/sys/unix"
 )
 
 // running is a daemon started for a test.
@@ -365,9 +365,12 @@ func TestOverflow(t *testing.T) {
 	hidden := filepath.Join(root, "hidden")
 	os.Mkdir(hidden, 0o755)
 	query(t, r.c, root)
-	r.d.call(context.Background(), func() { r.d.watcher.Remove(hidden); delete(r.d.roots[root].watches, hidden) })
+	r.d.call(context.Background(), func() {
+		w, _ := r.d.watchPaths.get(hidden)
+		r.d.dropWatch(w, false)
+	})
 	os.WriteFile(filepath.Join(hidden, "unseen"), []byte("lost event"), 0o644)
-	r.d.inject <- fsnotify.ErrEventOverflow
+	r.d.inject <- []inEvent{{mask: unix.IN_Q_OVERFLOW}}
 	if got, want := query(t, r.c, root), offline(t, root); got.Hash != want || got.Epoch != 1 {
 		t.Fatalf("after overflow: %s epoch %d, want %s epoch 1", got.Hash, got.Epoch, want)
 	}
@@ -392,7 +395,7 @@ func TestWatchLimit(t *testing.T) {
 			if strings.Contains(p, "over") {
 				return fmt.Errorf("add %s: %w", p, syscall.ENOSPC)
 			}
-			return d.watcher.Add(p)
+			return nil
 		}
 	})
 	for i := range 5 {

@@ -11,7 +11,8 @@ import (
 	"github.com/narhash/narhash/nar"
 )
 
-// A job hashes a tracked path, or, to verify a cached entry, stat-walks it.
+// A job hashes a tracked path, or, to verify a cached entry, stat-walks
+// it; or it answers for a path outside every root (outside).
 type job struct {
 	t      *tracked
 	gen    uint64 // the path's generation when the job began
@@ -23,6 +24,11 @@ type job struct {
 	res hasher.Result   // hash jobs
 	fp  nar.Fingerprint // verify jobs
 	err error
+
+	outside string      // a path outside every root
+	reply   chan *job   // told when an outside job is done
+	out     api.Hash    // its answer
+	save    *cache.Item // its new entry, for the store writer
 }
 
 // schedule queues t for a job, at the front when a query waits for it.
@@ -51,15 +57,30 @@ func (d *Daemon) schedule(t *tracked, urgent bool) {
 
 // startDue queues the paths whose debounce has run out.
 func (d *Daemon) startDue(now time.Time) {
-	for _, t := range d.tracked {
+	for t := range d.dirty {
 		if at, ok := t.agg.due(); ok && !at.After(now) && t.job == nil {
+			delete(d.dirty, t)
 			d.schedule(t, false)
 		}
 	}
 }
 
-// dispatch starts queued jobs while workers are free.
+// dispatch starts queued jobs while workers are free: tracked paths
+// first, then paths outside every root.
 func (d *Daemon) dispatch(ctx context.Context) {
+	for d.running < d.cfg.Workers && len(d.queue) == 0 && len(d.outq) > 0 {
+		j := d.outq[0]
+		d.outq = d.outq[1:]
+		if j.ctx.Err() != nil {
+			continue // its client left
+		}
+		d.running++
+		select {
+		case d.jobs <- j:
+		case <-ctx.Done():
+			return
+		}
+	}
 	for d.running < d.cfg.Workers && len(d.queue) > 0 {
 		t := d.queue[0]
 		d.queue = d.queue[1:]
@@ -78,6 +99,7 @@ func (d *Daemon) dispatch(ctx context.Context) {
 		j.ctx, j.cancel = context.WithCancel(ctx)
 		t.job = j
 		t.agg.reset()
+		delete(d.dirty, t)
 		d.running++
 		select {
 		case d.jobs <- j:
@@ -92,7 +114,9 @@ func (d *Daemon) worker(ctx context.Context) {
 	for {
 		select {
 		case j := <-d.jobs:
-			if j.verify {
+			if j.outside != "" {
+				d.runOutside(j)
+			} else if j.verify {
 				j.fp, _, j.err = nar.StatTree(j.ctx, j.t.path)
 			} else {
 				j.res, j.err = hasher.HashPath(j.ctx, j.t.path, nil)
@@ -113,6 +137,13 @@ func (d *Daemon) worker(ctx context.Context) {
 // did not change while the job ran.
 func (d *Daemon) onResult(j *job) {
 	d.running--
+	if j.outside != "" {
+		if j.save != nil {
+			d.save(*j.save)
+		}
+		j.reply <- j
+		return
+	}
 	t := j.t
 	if t.job != j {
 		return // replaced
@@ -147,7 +178,7 @@ func (d *Daemon) onResult(j *job) {
 	e := cache.Entry{Hash: [32]byte(j.res.Hash.Digest), NARSize: j.res.NARSize, Fingerprint: j.res.Fingerprint, Computed: j.start, Took: took}
 	changed := t.entry == nil || t.entry.Hash != e.Hash
 	t.entry, t.entryGen, t.verified, t.err = &e, j.gen, true, nil
-	d.saves <- cache.Item{Path: t.path, Entry: e}
+	d.save(cache.Item{Path: t.path, Entry: e})
 	d.log.Debug("hashed", "path", t.path, "hash", j.res.Hash.Format(hasher.Nix32), "bytes", e.NARSize, "dur", took)
 	d.answer(t, "computed")
 	if changed {
@@ -174,34 +205,63 @@ func (d *Daemon) answer(t *tracked, source string) {
 	t.waiters = nil
 }
 
-// storeWriter commits results in batches: every 64 results or 50 ms.
+// save hands an entry to the store writer. If the writer is that far
+// behind (a slow or failing disk), the entry is not kept: it is only a
+// cache, and the loop must not wait.
+func (d *Daemon) save(it cache.Item) {
+	select {
+	case d.saves <- it:
+	default:
+		d.faults.record(errors.New("the database writer is behind: results were not saved"))
+	}
+}
+
+// storeWriter commits results in batches: whatever has arrived when it
+// wakes, up to 256 at once. It sleeps while there is nothing to write.
 func (d *Daemon) storeWriter() {
 	var batch []cache.Item
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	flush := func() {
-		if len(batch) == 0 {
-			return
-		}
-		if err := d.store.PutMany(batch); err != nil {
-			d.log.Error("save results", "err", err, "path", d.cfg.DB)
-		}
-		batch = batch[:0]
-	}
+	var gone []string
 	for {
 		select {
+		case p := <-d.deletes:
+			gone = append(gone, p)
+			continue
 		case it, ok := <-d.saves:
 			if !ok {
-				flush()
+				d.flush(batch, gone)
 				return
 			}
 			batch = append(batch, it)
-			if len(batch) >= 64 {
-				flush()
-			}
-		case <-tick.C:
-			flush()
 		}
+	more:
+		for len(batch) < 256 {
+			select {
+			case it, ok := <-d.saves:
+				if !ok {
+					d.flush(batch, gone)
+					return
+				}
+				batch = append(batch, it)
+			case p := <-d.deletes:
+				gone = append(gone, p)
+			default:
+				break more
+			}
+		}
+		d.flush(batch, gone)
+		batch, gone = batch[:0], gone[:0]
+	}
+}
+
+// flush writes a batch, and records a failure for status.
+func (d *Daemon) flush(batch []cache.Item, gone []string) {
+	if len(batch) == 0 && len(gone) == 0 {
+		return
+	}
+	err := d.store.Update(batch, gone)
+	d.faults.record(err)
+	if err != nil {
+		d.log.Error("save results", "err", err, "path", d.cfg.DB)
 	}
 }
 

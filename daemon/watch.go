@@ -3,76 +3,70 @@ package daemon
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
+	"sort"
+	"strings"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/narhash/narhash/api"
 	"github.com/narhash/narhash/cache"
 	"golang.org/x/sys/unix"
 )
 
-// tracked is a path whose hash the daemon keeps fresh: a root, or a path
-// inside a root that was asked for. Owned by the loop.
-type tracked struct {
-	path     string
-	root     *root // the watched root it is in (itself, for a root)
-	gen      uint64
-	entry    *cache.Entry
-	entryGen uint64 // the generation entry was computed at
-	verified bool   // entry was computed or stat-checked by this run
-	agg      aggregator
-	job      *job
-	queued   bool
-	waiters  []chan result
-	subs     map[chan api.Hash]struct{}
-	err      error // the last job's failure, until the next success
-	// staleBefore: no job begun before this time may answer a query. Set
-	// when a query cannot rely on events: a degraded root, a failed barrier.
-	staleBefore time.Time
-}
-
-// result is what a waiting query gets.
-type result struct {
-	hash api.Hash
-	err  error
-}
-
-// fresh reports whether the entry is the hash of the tree as it is.
-func (t *tracked) fresh() bool {
-	return t.entry != nil && t.entryGen == t.gen && t.verified && !t.root.degraded
-}
-
-// current reports whether the running job, if any, can answer a query
-// that is waiting now.
-func (t *tracked) current() bool {
-	return t.job != nil && t.job.gen == t.gen && !t.job.start.Before(t.staleBefore)
-}
-
-func (t *tracked) apiHash(d *Daemon, source string) api.Hash {
-	return api.Hash{
-		Path: t.path, Root: t.root.path, Digest: t.entry.Hash, NARSize: t.entry.NARSize, Source: source,
-		Computed: t.entry.Computed, Took: t.entry.Took, Epoch: d.epoch, Degraded: t.root.degraded,
-	}
-}
-
-// fail answers every waiter with err.
-func (t *tracked) fail(err error) {
-	for _, w := range t.waiters {
-		w <- result{err: err}
-	}
-	t.waiters = nil
-}
-
-// root is a watched tree.
+// root is a watched tree. It is watched as a whole: the directories in
+// it, and its parent directory, whose events say when the root itself is
+// removed, replaced or made anew. What the root's path names is checked
+// again on every query (dev and inode), so a symlink on its path that is
+// retargeted, or a filesystem mounted over it, is seen too.
 type root struct {
 	*tracked
-	watches  map[string]bool // watched directories
-	degraded bool            // not (fully) watched: validated by stat walk on every query
-	warning  string
+	degraded    bool   // validated by stat walk on every query
+	warning     string // why it is degraded
+	validate    bool   // the user asked for a stat walk on every query
+	remote      bool   // on NFS, FUSE and the like
+	mountedIn   string // a filesystem mounted strictly inside it
+	unwatchable map[string]error
+	dev, ino    uint64 // what the path named when it was last watched
+	seated      bool   // dev and ino are set
+}
+
+// updateDegraded sets r.degraded and r.warning from their causes.
+func (d *Daemon) updateDegraded(r *root) {
+	var why []string
+	if r.validate {
+		why = append(why, "validated on every query, as asked (--validate)")
+	}
+	if r.remote {
+		why = append(why, "on a network or FUSE filesystem, which inotify cannot watch: every query checks it by a stat walk")
+	}
+	if r.mountedIn != "" {
+		why = append(why, fmt.Sprintf("a filesystem is mounted at %s inside it: every query checks it by a stat walk", clip(r.mountedIn)))
+	}
+	limit := false
+	var other []string
+	for dir, err := range r.unwatchable {
+		if errors.Is(err, errWatchLimit) {
+			limit = true
+		} else {
+			other = append(other, fmt.Sprintf("%s (%v)", clip(dir), err))
+		}
+	}
+	if limit {
+		why = append(why, "the inotify watch limit (fs.inotify.max_user_watches) is reached: every query checks this root by a stat walk; raise the limit with 'sudo sysctl fs.inotify.max_user_watches=1048576' and re-add the root (narhash watch add)")
+	}
+	if len(other) > 0 {
+		sort.Strings(other)
+		if len(other) > 3 {
+			other = append(other[:3], fmt.Sprintf("and %d more", len(other)-3))
+		}
+		why = append(why, "cannot watch "+strings.Join(other, ", ")+": every query checks this root by a stat walk until they can be watched (a chmod of them is noticed)")
+	}
+	was := r.degraded
+	r.degraded, r.warning = len(why) > 0, strings.Join(why, "; ")
+	if r.degraded && !was {
+		d.log.Warn("root degraded", "root", r.path, "err", r.warning)
+	}
 }
 
 // startup loads the roots kept in the database and those of the config,
@@ -85,7 +79,7 @@ func (d *Daemon) startup() {
 	seen := map[string]bool{}
 	for _, r := range roots {
 		seen[r.Path] = true
-		if _, err := d.addRoot(r.Path, false); err != nil {
+		if _, err := d.addRoot(r.Path, r.Validate, false); err != nil {
 			d.log.Warn("cannot watch a saved root", "root", r.Path, "err", err)
 		}
 	}
@@ -94,7 +88,7 @@ func (d *Daemon) startup() {
 		if err != nil || seen[abs] {
 			continue
 		}
-		if _, err := d.addRoot(abs, true); err != nil {
+		if _, err := d.addRoot(abs, false, true); err != nil {
 			d.log.Error("cannot watch", "root", abs, "err", err)
 			d.warnings = append(d.warnings, fmt.Sprintf("cannot watch %s: %v", abs, err))
 		}
@@ -102,87 +96,147 @@ func (d *Daemon) startup() {
 }
 
 // addRoot starts watching path; with save, it is kept in the database.
-func (d *Daemon) addRoot(path string, save bool) (*root, error) {
-	if r, ok := d.roots[path]; ok {
-		return r, nil
-	}
-	st, err := os.Lstat(path)
-	if err != nil {
-		return nil, api.Errorf(404, "cannot watch %s: %v", path, err)
+// A root added again is watched again from scratch: whatever could not be
+// watched before (the watch limit, an unreadable directory) is retried.
+func (d *Daemon) addRoot(path string, validate, save bool) (*root, error) {
+	if _, err := os.Lstat(path); err != nil {
+		return nil, api.Errorf(404, "cannot watch %s: %v", clip(path), err)
 	}
 	if within(d.cookies.dir, path) {
-		return nil, api.Errorf(400, "cannot watch %s: it holds narhashd's own directory %s, whose files would change its hash; give narhashd a --socket outside it", path, d.cookies.dir)
+		return nil, api.Errorf(400, "cannot watch %s: it holds narhashd's own directory %s, whose files would change its hash; give narhashd a --socket outside it", clip(path), d.cookies.dir)
 	}
-	r := &root{watches: map[string]bool{}}
-	t := d.tracked[path] // a path inside another root that becomes a root of its own
-	if t == nil {
-		t = &tracked{path: path}
-		d.loadEntry(t)
-		d.tracked[path] = t
+	r, ok := d.roots[path]
+	if !ok {
+		r = &root{}
+		t := d.tracked[path] // a path inside another root that becomes a root of its own
+		if t == nil {
+			t = d.newTracked(path)
+		}
+		r.tracked = t
+		d.roots[path] = r
+		d.rootIdx.set(path, r)
 	}
-	r.tracked = t
-	t.root = r
-	d.roots[path] = r
+	r.tracked.root = r
+	// Paths inside it that belonged to an outer root now belong to it.
+	d.trackIdx.below(path, func(_ string, t *tracked) {
+		if t.root != r && within(r.path, t.root.path) {
+			t.root = r
+		}
+	})
+	r.validate = validate
 	if save {
-		if err := d.store.AddRoot(cache.Root{Path: path, Added: time.Now()}); err != nil {
+		if err := d.store.AddRoot(cache.Root{Path: path, Added: time.Now(), Validate: validate}); err != nil {
 			d.log.Error("save root", "root", path, "err", err)
+			d.storeFault(err)
 		}
 	}
-	if remote(path) {
-		r.degraded = true
-		r.warning = "on a network or FUSE filesystem, which inotify cannot watch: every query checks it by a stat walk"
-	} else if st.IsDir() {
-		d.watchTree(r, path)
-	} else {
-		d.watch(r, filepath.Dir(path)) // a file or symlink root: its directory's events name it
-	}
-	d.log.Info("watching", "root", path, "watches", len(r.watches), "degraded", r.degraded)
-	d.schedule(t, true)
+	d.seat(r)
+	d.log.Info("watching", "root", path, "watches", d.watchCount(path), "degraded", r.degraded)
+	d.schedule(r.tracked, true)
 	return r, nil
 }
 
-// loadEntry gives t its cached entry, unverified.
-func (d *Daemon) loadEntry(t *tracked) {
-	if e, ok, err := d.store.Get(t.path); err == nil && ok {
-		t.entry, t.entryGen, t.verified = &e, t.gen, false
+// seat watches r as its path is now: the parent directory, then the tree
+// if it is a directory; it records what the path names, and invalidates
+// every path in it, since whatever happened before was not seen.
+func (d *Daemon) seat(r *root) {
+	r.unwatchable = nil
+	r.remote = remote(r.path)
+	r.mountedIn = d.mounts.inside(r.path)
+	r.seated = false
+	if parent := filepath.Dir(r.path); parent != r.path {
+		if f, err := d.addWatch(parent); err == nil && f != nil {
+			f.Close()
+		} else if err != nil {
+			d.unwatchable(r, parent, err)
+		}
 	}
+	var st unix.Stat_t
+	if err := unix.Lstat(r.path, &st); err == nil {
+		r.dev, r.ino, r.seated = st.Dev, st.Ino, true
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR && !r.remote {
+			d.watchTree(r, r.path)
+		}
+	}
+	d.updateDegraded(r)
+	now := time.Now()
+	d.trackIdx.above(r.path, func(_ string, t *tracked) { d.touch(t, now) })
+	d.trackIdx.below(r.path, func(_ string, t *tracked) { d.touch(t, now) })
+}
+
+// checkSeat makes sure r is watched as what its path names now: a root
+// removed and made anew, replaced, or reached through a symlink that was
+// retargeted or a filesystem mounted over it, is watched again.
+func (d *Daemon) checkSeat(r *root) {
+	var st unix.Stat_t
+	err := unix.Lstat(r.path, &st)
+	switch {
+	case err != nil && !r.seated:
+		return // still missing
+	case err == nil && r.seated && st.Dev == r.dev && st.Ino == r.ino:
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR || r.remote {
+			return
+		}
+		if w, ok := d.watchPaths.get(r.path); ok && w.dev == st.Dev && w.ino == st.Ino {
+			return
+		}
+	}
+	d.log.Info("root changed under its path: watching it anew", "root", r.path)
+	d.unwatchTree(r.path, func(p string) bool { return false })
+	d.seat(r)
 }
 
 // removeRoot stops watching path.
 func (d *Daemon) removeRoot(path string) error {
 	r, ok := d.roots[path]
 	if !ok {
-		return api.Errorf(404, "%s is not watched", path)
-	}
-	for dir := range r.watches {
-		if !d.watchedByOther(dir, r) {
-			d.watcher.Remove(dir)
-		}
+		return api.Errorf(404, "%s is not watched", clip(path))
 	}
 	delete(d.roots, path)
+	d.rootIdx.delete(path)
+	d.unwatchTree(path, d.needed)
+	if parent := filepath.Dir(path); !d.needed(parent) {
+		if w, ok := d.watchPaths.get(parent); ok {
+			d.dropWatch(w, false)
+		}
+	}
 	if err := d.store.RemoveRoot(path); err != nil {
 		d.log.Error("forget root", "root", path, "err", err)
+		d.storeFault(err)
 	}
 	// Paths inside it are no longer tracked, unless another root holds them.
-	for p, t := range d.tracked {
-		if t.root == r {
-			if other := d.rootOf(p); other != nil {
-				t.root = other
-				continue
-			}
-			if t.job != nil {
-				t.job.cancel()
-			}
-			t.fail(fmt.Errorf("%s is no longer watched", path))
-			delete(d.tracked, p)
+	var gone []*tracked
+	d.trackIdx.above(path, func(_ string, t *tracked) {
+		if t.path == path {
+			gone = append(gone, t)
 		}
+	})
+	d.trackIdx.below(path, func(_ string, t *tracked) { gone = append(gone, t) })
+	for _, t := range gone {
+		if t.root != r {
+			continue
+		}
+		if other := d.rootOf(t.path); other != nil {
+			t.root = other
+			continue
+		}
+		d.untrack(t, fmt.Errorf("%s is no longer watched", clip(path)))
 	}
 	return nil
 }
 
-func (d *Daemon) watchedByOther(dir string, r *root) bool {
-	for _, o := range d.roots {
-		if o != r && o.watches[dir] {
+// needed reports whether the directory at p must stay watched: it is in
+// a root (not a remote one), or is the parent of one.
+func (d *Daemon) needed(p string) bool {
+	if r := d.rootOf(p); r != nil && !r.remote {
+		return true
+	}
+	n := d.rootIdx.find(p)
+	if n == nil {
+		return false
+	}
+	for _, k := range n.kids {
+		if k.has {
 			return true
 		}
 	}
@@ -191,148 +245,8 @@ func (d *Daemon) watchedByOther(dir string, r *root) bool {
 
 // rootOf returns the innermost root that path is in, or nil.
 func (d *Daemon) rootOf(path string) *root {
-	var best *root
-	for p, r := range d.roots {
-		if within(path, p) && (best == nil || len(p) > len(best.path)) {
-			best = r
-		}
-	}
-	return best
-}
-
-// ensureWatched watches a directory root again after it was removed (and
-// perhaps created anew): its own watch went with it, and nothing above
-// it is watched. Whatever happened meanwhile was not seen, so every path
-// in it is invalidated.
-func (d *Daemon) ensureWatched(r *root) {
-	if r.degraded || r.watches[r.path] {
-		return
-	}
-	st, err := os.Lstat(r.path)
-	if err != nil || !st.IsDir() {
-		return // a file root watches its directory; a missing root fails its job
-	}
-	d.watchTree(r, r.path)
-	now := time.Now()
-	for p, t := range d.tracked {
-		if within(p, r.path) {
-			d.touch(t, now)
-		}
-	}
-}
-
-// watchTree watches dir and every directory below it: each is watched
-// first and listed second, so that nothing created in between is missed.
-func (d *Daemon) watchTree(r *root, dir string) {
-	if !d.watch(r, dir) {
-		return
-	}
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return // gone already: its parent's event says so
-	}
-	for _, e := range ents {
-		if e.IsDir() {
-			d.watchTree(r, filepath.Join(dir, e.Name()))
-		}
-	}
-}
-
-// watch adds one directory's watch; false if it could not.
-func (d *Daemon) watch(r *root, dir string) bool {
-	if r.watches[dir] {
-		return true
-	}
-	add := d.watcher.Add
-	if d.testHookAdd != nil {
-		add = d.testHookAdd
-	}
-	if err := add(dir); err != nil {
-		if errors.Is(err, syscall.ENOSPC) {
-			if !r.degraded {
-				r.degraded = true
-				r.warning = "the inotify watch limit (fs.inotify.max_user_watches) is reached: every query checks this root by a stat walk; raise the limit with 'sudo sysctl fs.inotify.max_user_watches=1048576' and re-add the root"
-				d.log.Warn("inotify watch limit reached", "root", r.path, "path", dir)
-			}
-		} else if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
-			d.log.Warn("cannot watch", "path", dir, "err", err)
-		}
-		return false
-	}
-	r.watches[dir] = true
-	return true
-}
-
-// onEvent applies one watcher event.
-func (d *Daemon) onEvent(ev fsnotify.Event) {
-	if filepath.Dir(ev.Name) == d.cookies.dir {
-		if ev.Has(fsnotify.Create) {
-			d.cookies.seen(filepath.Base(ev.Name))
-		}
-		return
-	}
-	now := time.Now()
-	for p, t := range d.tracked {
-		if affects(ev.Name, p) {
-			d.touch(t, now)
-		}
-	}
-	switch {
-	case ev.Has(fsnotify.Create):
-		if st, err := os.Lstat(ev.Name); err == nil && st.IsDir() {
-			if r := d.rootOf(ev.Name); r != nil && !r.degraded {
-				d.watchTree(r, ev.Name)
-			}
-		}
-	case ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename):
-		// A renamed directory keeps its watch under the old name: drop
-		// it and those below, as for a removal; its new name's Create
-		// adds them back.
-		for _, r := range d.roots {
-			for dir := range r.watches {
-				if within(dir, ev.Name) {
-					delete(r.watches, dir)
-					if !d.watchedByOther(dir, r) {
-						d.watcher.Remove(dir)
-					}
-				}
-			}
-		}
-	}
-}
-
-// touch records a change of t: its entry is no longer current, and a
-// job hashing the old state is cancelled.
-func (d *Daemon) touch(t *tracked, now time.Time) {
-	t.gen++
-	t.agg.touch(now)
-	if t.job != nil && t.job.gen != t.gen {
-		t.job.cancel()
-	}
-}
-
-// onWatchError handles an error from the watcher: an overflow means lost
-// events, so everything is rescanned and rehashed.
-func (d *Daemon) onWatchError(err error) {
-	if !errors.Is(err, fsnotify.ErrEventOverflow) {
-		d.log.Warn("watcher", "err", err)
-		return
-	}
-	d.epoch++
-	d.overflows++
-	d.log.Warn("inotify queue overflowed: events were lost; rescanning every root", "epoch", d.epoch)
-	now := time.Now()
-	for _, r := range d.roots {
-		if !r.degraded {
-			if st, err := os.Lstat(r.path); err == nil && st.IsDir() {
-				d.watchTree(r, r.path)
-			}
-		}
-	}
-	for _, t := range d.tracked {
-		d.touch(t, now)
-	}
-	d.cookies.failAll() // their events may have been lost too
+	_, r, _ := d.rootIdx.deepest(path)
+	return r
 }
 
 // remote reports whether path is on a filesystem inotify cannot watch.
@@ -347,4 +261,22 @@ func remote(path string) bool {
 		return true
 	}
 	return false
+}
+
+// clipErr shortens an error's message the same way: one that quotes a
+// long path.
+func clipErr(err error) error {
+	if msg := err.Error(); len(msg) > 512 {
+		return fmt.Errorf("%s…(%d bytes)…%s", msg[:200], len(msg)-400, msg[len(msg)-200:])
+	}
+	return err
+}
+
+// clip shortens a path for a message or a log line: the first and last
+// 100 bytes of one longer than 256.
+func clip(p string) string {
+	if len(p) <= 256 {
+		return p
+	}
+	return fmt.Sprintf("%s…(%d bytes)…%s", p[:100], len(p)-200, p[len(p)-100:])
 }

@@ -40,7 +40,7 @@ func (f *fakeBackend) Hash(_ context.Context, path string, watch bool) (api.Hash
 	return h, nil
 }
 func (f *fakeBackend) Roots(context.Context) ([]api.Root, error) { return f.roots, nil }
-func (f *fakeBackend) AddRoot(_ context.Context, p string) (api.Root, error) {
+func (f *fakeBackend) AddRoot(_ context.Context, p string, _ api.RootOptions) (api.Root, error) {
 	r := api.Root{Path: p, State: "clean", Watches: 3}
 	f.roots = append(f.roots, r)
 	return r, nil

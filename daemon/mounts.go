@@ -1,0 +1,115 @@
+package daemon
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// mountTable is the daemon's view of /proc/self/mountinfo. The kernel
+// flags the open file (POLLPRI) whenever a filesystem is mounted or
+// unmounted, so each query can ask, with one poll, whether to look again.
+type mountTable struct {
+	f      *os.File
+	points []string // mount points, unescaped
+}
+
+func (m *mountTable) open() error {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	m.f = f
+	return m.load()
+}
+
+func (m *mountTable) close() {
+	if m.f != nil {
+		m.f.Close()
+	}
+}
+
+// changed reports, without blocking, whether the table changed since the
+// last call.
+func (m *mountTable) changed() bool {
+	if m.f == nil {
+		return false
+	}
+	fds := []unix.PollFd{{Fd: int32(m.f.Fd()), Events: unix.POLLPRI}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n > 0 && fds[0].Revents&(unix.POLLPRI|unix.POLLERR) != 0
+}
+
+// load reads the table again.
+func (m *mountTable) load() error {
+	if _, err := m.f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	b, err := io.ReadAll(m.f)
+	if err != nil {
+		return err
+	}
+	m.points = m.points[:0]
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) > 4 {
+			m.points = append(m.points, unescapeMount(f[4]))
+		}
+	}
+	return sc.Err()
+}
+
+// inside returns a mount point strictly inside dir, or "".
+func (m *mountTable) inside(dir string) string {
+	for _, p := range m.points {
+		if p != dir && within(p, dir) {
+			return p
+		}
+	}
+	return ""
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// mountsChanged reads the mount table again and looks at every root anew:
+// one with a filesystem mounted inside it is degraded, one that a mount
+// or unmount put another directory under its path is watched anew.
+func (d *Daemon) mountsChanged() {
+	if err := d.mounts.load(); err != nil {
+		d.log.Warn("read mount table", "err", err)
+	}
+	for _, r := range d.roots {
+		in := d.mounts.inside(r.path)
+		if in != r.mountedIn {
+			d.log.Info("mounts changed inside a root", "root", r.path, "path", clip(in))
+			d.unwatchTree(r.path, nil)
+			d.seat(r) // sets mountedIn
+			continue
+		}
+		d.checkSeat(r)
+	}
+}

@@ -1,0 +1,136 @@
+package daemon
+
+import (
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/narhash/narhash/api"
+	"github.com/narhash/narhash/cache"
+)
+
+// tracked is a path whose hash the daemon keeps fresh: a root, or a path
+// inside a root that was asked for. Owned by the loop.
+type tracked struct {
+	path     string
+	root     *root // the watched root it is in (itself, for a root)
+	gen      uint64
+	entry    *cache.Entry
+	entryGen uint64 // the generation entry was computed at
+	verified bool   // entry was computed or stat-checked by this run
+	agg      aggregator
+	job      *job
+	queued   bool
+	waiters  []chan result
+	subs     map[chan api.Hash]struct{}
+	err      error // the last job's failure, until the next success
+	// staleBefore: no job begun before this time may answer a query. Set
+	// when a query cannot rely on events: a degraded root, a failed barrier.
+	staleBefore time.Time
+	used        time.Time // last asked for; the least recently used sub-paths are evicted
+}
+
+// result is what a waiting query gets.
+type result struct {
+	hash api.Hash
+	err  error
+}
+
+// fresh reports whether the entry is the hash of the tree as it is.
+func (t *tracked) fresh() bool {
+	return t.entry != nil && t.entryGen == t.gen && t.verified && !t.root.degraded
+}
+
+// current reports whether the running job, if any, can answer a query
+// that is waiting now.
+func (t *tracked) current() bool {
+	return t.job != nil && t.job.gen == t.gen && !t.job.start.Before(t.staleBefore)
+}
+
+// background reports whether t is rehashed when it changes, unasked: a
+// root, or a path someone subscribed to. Other sub-paths are rehashed
+// when queried, so a change costs nothing per tracked path.
+func (t *tracked) background() bool { return t.root.tracked == t || len(t.subs) > 0 }
+
+func (t *tracked) apiHash(d *Daemon, source string) api.Hash {
+	return api.Hash{
+		Path: t.path, Root: t.root.path, Digest: t.entry.Hash, NARSize: t.entry.NARSize, Source: source,
+		Computed: t.entry.Computed, Took: t.entry.Took, Epoch: d.epoch, Degraded: t.root.degraded,
+	}
+}
+
+// fail answers every waiter with err.
+func (t *tracked) fail(err error) {
+	for _, w := range t.waiters {
+		w <- result{err: err}
+	}
+	t.waiters = nil
+}
+
+// maxTracked bounds the sub-paths tracked besides the roots. Past it,
+// the least recently asked for are forgotten, with their cache entries.
+const maxTracked = 4096
+
+// newTracked starts tracking path, with its cached entry (unverified).
+func (d *Daemon) newTracked(path string) *tracked {
+	t := &tracked{path: path, used: time.Now()}
+	if e, ok, err := d.store.Get(path); err == nil && ok {
+		t.entry, t.entryGen, t.verified = &e, t.gen, false
+	}
+	d.tracked[path] = t
+	d.trackIdx.set(path, t)
+	if len(d.tracked)-len(d.roots) > d.maxTracked {
+		d.evict()
+	}
+	return t
+}
+
+// evict forgets the least recently used eighth of the idle sub-paths.
+func (d *Daemon) evict() {
+	var idle []*tracked
+	for _, t := range d.tracked {
+		if t.root != nil && t.root.tracked != t && t.job == nil && len(t.waiters) == 0 && len(t.subs) == 0 {
+			idle = append(idle, t)
+		}
+	}
+	n := max(1, d.maxTracked/8)
+	if n < len(idle) {
+		slices.SortFunc(idle, func(a, b *tracked) int { return a.used.Compare(b.used) })
+		idle = idle[:n]
+	}
+	for _, t := range idle {
+		d.untrack(t, errors.New("evicted"))
+		select {
+		case d.deletes <- t.path:
+		default: // the writer is behind; the entry stays, harmless
+		}
+	}
+}
+
+// untrack stops tracking t, answering its waiters with err.
+func (d *Daemon) untrack(t *tracked, err error) {
+	if t.job != nil {
+		t.job.cancel()
+	}
+	t.fail(err)
+	for ch := range t.subs {
+		close(ch)
+	}
+	t.subs = nil
+	delete(d.tracked, t.path)
+	d.trackIdx.delete(t.path)
+	delete(d.dirty, t)
+}
+
+// touch records a change of t: its entry is no longer current, and a
+// job hashing the old state is cancelled.
+func (d *Daemon) touch(t *tracked, now time.Time) {
+	t.gen++
+	if t.background() || len(t.waiters) > 0 {
+		t.agg.touch(now)
+		d.dirty[t] = struct{}{}
+	}
+	if t.job != nil && t.job.gen != t.gen {
+		t.job.cancel()
+	}
+}
