@@ -1,14 +1,14 @@
 module github.com/narhash/narhash
 
-go 1.26.0
+go 1.25.0
 
 require (
 	github.com/minio/sha256-simd v1.0.1
 	github.com/multiformats/go-multibase v0.3.0
 	github.com/spf13/cobra v1.10.2
 	go.etcd.io/bbolt v1.5.0
-	golang.org/x/sys v0.49.0
-	golang.org/x/term v0.47.0
+	golang.org/x/sys v0.47.0
+	golang.org/x/term v0.45.0
 )
 
 require (

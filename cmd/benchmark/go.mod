@@ -1,6 +1,6 @@
 module github.com/narhash/narhash/cmd/benchmark
 
-go 1.26.0
+go 1.25.0
 
 require (
 	github.com/minio/sha256-simd v1.0.1
@@ -14,7 +14,7 @@ require (
 	github.com/multiformats/go-base32 v0.1.0 // indirect
 	github.com/multiformats/go-base36 v0.2.0 // indirect
 	github.com/multiformats/go-multibase v0.3.0 // indirect
-	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/sys v0.47.0 // indirect
 )
 
 replace github.com/narhash/narhash => ../..
