@@ -25,6 +25,9 @@ type Options struct {
 	// Progress, if not nil, is added to as the NAR is hashed (see
 	// nar.DumpOptions.Progress); an attempt that is retried counts twice.
 	Progress *nar.Progress
+	// Select, if not nil, restricts the NAR to the entries it selects
+	// (see nar.DumpOptions.Select).
+	Select *nar.Selection
 }
 
 // A Result is the NAR hash of a path and what was learnt computing it.
@@ -46,7 +49,7 @@ func HashPath(ctx context.Context, path string, opt *Options) (Result, error) {
 		if opt.Attempts > 0 {
 			attempts = opt.Attempts
 		}
-		dopt.Readers, dopt.Progress, algo = opt.Readers, opt.Progress, opt.Algo
+		dopt.Readers, dopt.Progress, dopt.Select, algo = opt.Readers, opt.Progress, opt.Select, opt.Algo
 	}
 	h := algo.New()
 	for try := 1; ; try++ {

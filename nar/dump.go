@@ -29,6 +29,10 @@ type DumpOptions struct {
 	// Progress, if not nil, is added to as the archive is written, once
 	// per batch, for a progress display; several dumps may share one.
 	Progress *Progress
+	// Select, if not nil, restricts the dump of a directory to the
+	// entries it selects (see [Selection]), as Nix restricts the copy
+	// of a git worktree to its tracked files.
+	Select *Selection
 }
 
 // Progress counts a dump's progress. Read it from any goroutine.
@@ -84,6 +88,9 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 		free:       make(chan *batch, batchesInFlight),
 	}
 	w := &walker{ctx: ctx, root: path, p: p}
+	if opt != nil {
+		w.sel = opt.Select
+	}
 
 	var wg sync.WaitGroup
 	var walkErr error
@@ -317,7 +324,13 @@ func (e *emitter) stream(ctx context.Context, it *item) error {
 // but reading no contents, and returns its Fingerprint and counts. It
 // matches the Fingerprint of a Dump of the same unchanged tree.
 func StatTree(ctx context.Context, path string) (Fingerprint, DumpStats, error) {
-	w := &walker{ctx: ctx, root: path, fp: newFingerprinter()}
+	return StatSelection(ctx, path, nil)
+}
+
+// StatSelection is [StatTree] of the entries sel selects (all if sel is
+// nil): it matches the Fingerprint of a Dump with the same Selection.
+func StatSelection(ctx context.Context, path string, sel *Selection) (Fingerprint, DumpStats, error) {
+	w := &walker{ctx: ctx, root: path, sel: sel, fp: newFingerprinter()}
 	if err := w.run(); err != nil {
 		return Fingerprint{}, DumpStats{}, fmt.Errorf("stat %s: %w", path, err)
 	}

@@ -45,6 +45,13 @@ type level struct {
 	// entries whether one of its entries has been walked.
 	pathLen int
 	entries bool
+	// With a Selection: sel is the directory's node, and a directory
+	// other than the root is pending until its first entry is dumped,
+	// so that one holding no selected entry is left out; name is its
+	// name, in its parent's dents.
+	sel     *selNode
+	pending bool
+	name    []byte
 }
 
 // walker visits a tree in NAR order. Feeding a pipeline (p != nil), it
@@ -55,6 +62,7 @@ type level struct {
 type walker struct {
 	ctx   context.Context
 	root  string
+	sel   *Selection // nil: the whole tree
 	p     *pipeline
 	fp    *fingerprinter // stat walks only; a dump's writer keeps its own
 	count DumpStats      // stat walks only
@@ -88,7 +96,14 @@ func (w *walker) walk() error {
 		return &fs.PathError{Op: "lstat", Path: w.root, Err: err}
 	}
 	fi := infoOf(&w.st)
-	if err := w.node(cwd, root[:len(root)-1], unix.DT_UNKNOWN, &fi, true); err != nil {
+	var sel *selNode
+	if w.sel != nil {
+		if dtype(fi.mode) != unix.DT_DIR {
+			return &fs.PathError{Op: "dump", Path: w.root, Err: errors.New("not a directory: only a directory's entries can be selected")}
+		}
+		sel = &w.sel.root
+	}
+	if err := w.node(cwd, root[:len(root)-1], unix.DT_UNKNOWN, &fi, true, sel); err != nil {
 		return err
 	}
 	for len(w.stack) > 0 {
@@ -105,7 +120,13 @@ func (w *walker) walk() error {
 		d := top.names[top.next]
 		top.next++
 		name := top.dents[d.off : d.off+d.len+1] // with its NUL
-		if err := w.node(top.dir, name[:d.len], d.typ, nil, false); err != nil {
+		var sel *selNode
+		if top.sel != nil {
+			if sel = top.sel.children[string(name[:d.len])]; sel == nil {
+				continue
+			}
+		}
+		if err := w.node(top.dir, name[:d.len], d.typ, nil, false, sel); err != nil {
 			return err
 		}
 	}
@@ -113,11 +134,11 @@ func (w *walker) walk() error {
 }
 
 // node handles one entry, or the root. name is followed by a NUL byte in
-// its backing array. fi is its lstat if the caller has one.
-func (w *walker) node(dir *dirRef, name []byte, typ uint8, fi *fileInfo, root bool) error {
+// its backing array. fi is its lstat if the caller has one. sel is its
+// node in the Selection, if the dump has one.
+func (w *walker) node(dir *dirRef, name []byte, typ uint8, fi *fileInfo, root bool, sel *selNode) error {
 	// What a Writer would check: the readers frame the archive without
 	// one (see frame.go).
-	var closePrev bool
 	pathLen := 0
 	if !root {
 		parent := &w.stack[len(w.stack)-1]
@@ -128,7 +149,6 @@ func (w *walker) node(dir *dirRef, name []byte, typ uint8, fi *fileInfo, root bo
 			return &fs.PathError{Op: "dump", Path: w.pathOf(dir, name, root),
 				Err: errors.New("path inside the archive longer than 64 KiB: the tree nests too deep")}
 		}
-		closePrev, parent.entries = parent.entries, true
 	}
 	if fi == nil && (typ == unix.DT_UNKNOWN || typ == unix.DT_LNK || w.p == nil && typ != unix.DT_DIR) {
 		if err := fstatat(dir.fd, &name[0], &w.st); err != nil {
@@ -142,6 +162,13 @@ func (w *walker) node(dir *dirRef, name []byte, typ uint8, fi *fileInfo, root bo
 	}
 	if fi != nil {
 		typ = dtype(fi.mode)
+	}
+	if sel != nil && !root && !sel.admits(typ) {
+		return nil // selected as something it is not on disk
+	}
+	var closePrev bool
+	if !root && (w.sel == nil || typ != unix.DT_DIR) {
+		closePrev = w.open()
 	}
 	fpName := name // the root has no name in the fingerprint
 	if root {
@@ -165,15 +192,16 @@ func (w *walker) node(dir *dirRef, name []byte, typ uint8, fi *fileInfo, root bo
 		}
 		return w.addSymlink(dir, name, fi, root, closePrev)
 	case unix.DT_DIR:
-		return w.enterDir(dir, name, fi, root, closePrev, pathLen)
+		return w.enterDir(dir, name, fi, root, closePrev, pathLen, sel)
 	}
 	return &fs.PathError{Op: "dump", Path: w.pathOf(dir, name, root),
 		Err: fmt.Errorf("%w: a %s; a NAR holds only regular files, directories and symlinks", ErrUnsupportedType, typeWord(typ))}
 }
 
 // enterDir opens a directory, lists it and makes it the walk's top level.
-// fi, if not nil, is the lstat that said it is a directory.
-func (w *walker) enterDir(parent *dirRef, name []byte, fi *fileInfo, root, closePrev bool, pathLen int) error {
+// fi, if not nil, is the lstat that said it is a directory. With a
+// Selection, a directory other than the root is left pending (see open).
+func (w *walker) enterDir(parent *dirRef, name []byte, fi *fileInfo, root, closePrev bool, pathLen int, sel *selNode) error {
 	path := w.pathOf(parent, name, root)
 	fd, err := openat(parent.fd, &name[0], openDirFlags)
 	if err != nil {
@@ -192,6 +220,7 @@ func (w *walker) enterDir(parent *dirRef, name []byte, fi *fileInfo, root, close
 	l := &w.stack[len(w.stack)-1]
 	l.dir, l.next, l.names, l.dents = d, 0, l.names[:0], l.dents[:0]
 	l.pathLen, l.entries = pathLen, false
+	l.sel, l.pending, l.name = sel, w.sel != nil && !root, name
 	if err := fstat(fd, &w.st); err != nil {
 		return &fs.PathError{Op: "fstat", Path: path, Err: err}
 	}
@@ -205,16 +234,49 @@ func (w *walker) enterDir(parent *dirRef, name []byte, fi *fileInfo, root, close
 	if err := l.list(); err != nil {
 		return &fs.PathError{Op: "readdir", Path: path, Err: err}
 	}
+	switch {
+	case !l.pending:
+		w.beginDir(l, root, closePrev)
+	case sel.keep:
+		w.open()
+		l.entries = false // open marked it as having one
+	}
+	return nil
+}
+
+// beginDir adds a directory to the archive (or the fingerprint).
+func (w *walker) beginDir(l *level, root, closePrev bool) {
 	if w.p == nil {
+		name := l.name
 		if root {
 			name = nil
 		}
 		w.fp.add(name, &l.info)
 		w.count.Dirs++
-		return nil
+		return
 	}
-	w.add(item{op: opDir, root: root, closePrev: closePrev, info: l.info}, name, nil)
-	return nil
+	w.add(item{op: opDir, root: root, closePrev: closePrev, info: l.info}, l.name, nil)
+}
+
+// open is called before an entry is added to the top directory. It adds
+// the directories being walked that are still pending, outermost first,
+// and returns whether the top directory already has an entry (so that
+// the new one closes it), marking that it has.
+func (w *walker) open() bool {
+	i := len(w.stack)
+	for i > 1 && w.stack[i-1].pending { // the root is never pending
+		i--
+	}
+	for ; i < len(w.stack); i++ {
+		parent, l := &w.stack[i-1], &w.stack[i]
+		closePrev := parent.entries
+		parent.entries, l.pending = true, false
+		w.beginDir(l, false, closePrev)
+	}
+	top := &w.stack[len(w.stack)-1]
+	closePrev := top.entries
+	top.entries = true
+	return closePrev
 }
 
 // localClock caches localClock(fd) by device.
@@ -276,8 +338,11 @@ func (w *walker) endDir(l *level) error {
 		return fmt.Errorf("dump %s: %w (entries were added, removed or renamed)", l.dir.path, ErrChanged)
 	}
 	l.dir.release()
-	entries := l.entries
+	entries, pending := l.entries, l.pending
 	w.stack = w.stack[:len(w.stack)-1]
+	if pending { // it held no selected entry: it is not in the archive
+		return nil
+	}
 	if w.p == nil {
 		w.fp.endDir()
 		return nil
