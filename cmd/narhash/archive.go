@@ -16,13 +16,17 @@ import (
 )
 
 func dumpCmd(sio *stdio) *cobra.Command {
-	c := command("nar", "dump PATH", "Write the NAR of PATH to standard output, like nix-store --dump",
-		func(cmd *cobra.Command, args []string) error { return runDump(cmd.Context(), sio, args[0]) })
+	var git bool
+	c := command("nar", "dump [flags] PATH", "Write the NAR of PATH to standard output, like nix-store --dump",
+		func(cmd *cobra.Command, args []string) error { return runDump(cmd.Context(), sio, args[0], git) })
 	c.Long = `Refuses to write to a terminal. If the tree changes while it is read,
-the dump fails (exit 1) rather than produce a torn archive.`
-	c.Example = `  narhash dump ./src > src.nar`
+the dump fails (exit 1) rather than produce a torn archive.
+` + gitHelp
+	c.Example = `  narhash dump ./src > src.nar
+  narhash dump --git . > source.nar   # = nix-store --dump of the flake's source`
 	c.Args = args(1, 1, "one PATH")
 	c.ValidArgsFunction = paths
+	gitFlag(c, &git)
 	return c
 }
 
@@ -81,12 +85,16 @@ regular file; from a pipe, the contents stream and a later error still exits 1.`
 	return c
 }
 
-func runDump(ctx context.Context, sio *stdio, path string) error {
+func runDump(ctx context.Context, sio *stdio, path string, git bool) error {
 	if isTerminal(sio.out) {
 		return usagef("standard output is a terminal: redirect it to a file or a pipe")
 	}
+	dir, sel, err := source(ctx, path, git)
+	if err != nil {
+		return err
+	}
 	out := bufio.NewWriterSize(sio.out, 256<<10)
-	if _, err := nar.Dump(ctx, out, path, nil); err != nil {
+	if _, err := nar.Dump(ctx, out, dir, &nar.DumpOptions{Select: sel}); err != nil {
 		return fmt.Errorf("dump %s: %w (the archive written so far is incomplete)", path, err)
 	}
 	if err := out.Flush(); err != nil {

@@ -29,9 +29,11 @@ Nix's spellings work: --base32 --base16 --base64 --sri (nix hash path),
 --json prints one object per line:
   {"path":"src","hash":"1b8m…","algo":"sha256","format":"nix32","narSize":1234,
    "files":10,"dirs":2,"symlinks":0}
-With --flat, "size" (the file's size) stands for "narSize".`
+With --flat, "size" (the file's size) stands for "narSize".
+` + gitHelp
 	c.Example = `  narhash hash ./src                 # = nix-hash --type sha256 --base32 ./src
   narhash hash --sri ./src           # = nix hash path ./src
+  narhash hash --git --sri .         # = locked.narHash of nix flake metadata --json .
   narhash hash --flat --base16 file.tar.gz   # = nix hash file --base16 file.tar.gz`
 	c.Args = args(1, -1, "PATH")
 	c.ValidArgsFunction = paths
@@ -40,6 +42,7 @@ With --flat, "size" (the file's size) stands for "narSize".`
 	c.Flags().BoolVar(&o.flat, "flat", false, "hash each file's contents instead of its NAR (like nix hash file, nix-hash --flat)")
 	modeFlag(c, &o.mode)
 	c.Flags().BoolVar(&o.json, "json", false, "print one JSON object per path")
+	gitFlag(c, &o.git)
 	return c
 }
 
@@ -50,12 +53,14 @@ func verifyCmd(sio *stdio) *cobra.Command {
 	c.Long = `On a match it prints "PATH: OK" and exits 0. On a mismatch it prints both
 hashes (in the format HASH was given in, and SRI) and exits 1. HASH may be in
 any format (nix32, base16, base64, SRI, algo:hash, multibase); its algorithm
-is the one hashed with.`
+is the one hashed with.
+` + gitHelp
 	c.Example = `  narhash verify ./src sha256-CkMIecJm+LV/QJKg+TXPP6zUi7zN5XYNR0jKQFFx6Wk=`
 	c.Args = args(2, 2, "PATH HASH")
 	c.ValidArgsFunction = firstArgPath
 	c.Flags().BoolVar(&o.flat, "flat", false, "compare the hash of the file's contents, not of its NAR")
 	modeFlag(c, &o.mode)
+	gitFlag(c, &o.git)
 	return c
 }
 
@@ -63,9 +68,11 @@ func storePathCmd(sio *stdio) *cobra.Command {
 	o := &storePathOpts{}
 	c := command("hash", "store-path [flags] PATH", "Print the store path nix-store --add would give PATH, without a store",
 		func(cmd *cobra.Command, args []string) error { return runStorePath(cmd.Context(), sio, o, args) })
-	c.Long = `The name defaults to PATH's base name. With --flat, the path of
-nix-store --add-fixed sha256 PATH (a file's flat hash) instead.`
-	c.Example = `  narhash store-path --name source ./src`
+	c.Long = `The name defaults to PATH's base name ("source" with --git). With --flat,
+the path of nix-store --add-fixed sha256 PATH (a file's flat hash) instead.
+` + gitHelp
+	c.Example = `  narhash store-path --name source ./src
+  narhash store-path --git .         # = path of nix flake metadata --json .`
 	c.Args = args(1, 1, "one PATH")
 	c.ValidArgsFunction = paths
 	fs := c.Flags()
@@ -73,6 +80,7 @@ nix-store --add-fixed sha256 PATH (a file's flat hash) instead.`
 	fs.StringVar(&o.storeDir, "store-dir", hasher.DefaultStoreDir(), "the store `DIR` (default from NIX_STORE_DIR)")
 	fs.BoolVar(&o.flat, "flat", false, "a fixed-output path of the file's flat SHA-256 (nix-store --add-fixed)")
 	modeFlag(c, &o.mode)
+	gitFlag(c, &o.git)
 	c.RegisterFlagCompletionFunc("name", cobra.NoFileCompletions)
 	c.RegisterFlagCompletionFunc("store-dir", dirs)
 	return c
@@ -97,7 +105,7 @@ func isFlat(flat bool, mode string) (bool, error) {
 
 type hashOpts struct {
 	format, algo, mode string
-	flat, json         bool
+	flat, json, git    bool
 }
 
 type hashResult struct {
@@ -118,6 +126,9 @@ func runHash(ctx context.Context, sio *stdio, opts *hashOpts, args []string) err
 	if err != nil {
 		return err
 	}
+	if err := notFlat(opts.git, flat); err != nil {
+		return err
+	}
 	format, err := hasher.ParseFormat(opts.format)
 	if err != nil {
 		return usagef("%v", err)
@@ -134,7 +145,7 @@ func runHash(ctx context.Context, sio *stdio, opts *hashOpts, args []string) err
 		defer line.stop()
 	}
 	results := hashAll(ctx, args, func(ctx context.Context, path string, readers int) hashResult {
-		return hashOne(ctx, path, flat, algo, format, readers, progress)
+		return hashOne(ctx, path, opts.git, flat, algo, format, readers, progress)
 	})
 	failed := false
 	enc := json.NewEncoder(sio.out)
@@ -184,7 +195,7 @@ func hashAll(ctx context.Context, paths []string, fn func(ctx context.Context, p
 	return out
 }
 
-func hashOne(ctx context.Context, path string, flat bool, algo hasher.Algo, format hasher.Format, readers int, progress *nar.Progress) hashResult {
+func hashOne(ctx context.Context, path string, git, flat bool, algo hasher.Algo, format hasher.Format, readers int, progress *nar.Progress) hashResult {
 	r := hashResult{Path: path, Algo: algo.String(), Format: format.String()}
 	if flat {
 		h, size, err := hasher.HashFile(ctx, path, algo)
@@ -195,7 +206,12 @@ func hashOne(ctx context.Context, path string, flat bool, algo hasher.Algo, form
 		r.Hash, r.Size = h.Format(format), &size
 		return r
 	}
-	res, err := hasher.HashPath(ctx, path, &hasher.Options{Readers: readers, Algo: algo, Progress: progress})
+	dir, sel, err := source(ctx, path, git)
+	if err != nil {
+		r.err = err
+		return r
+	}
+	res, err := hasher.HashPath(ctx, dir, &hasher.Options{Readers: readers, Algo: algo, Progress: progress, Select: sel})
 	if err != nil {
 		r.err = fmt.Errorf("hash %s: %w", path, err)
 		return r
@@ -205,14 +221,18 @@ func hashOne(ctx context.Context, path string, flat bool, algo hasher.Algo, form
 	return r
 }
 
-// computeHash returns the NAR hash (or with flat, the SHA-256 of the
-// contents) of path, in algorithm algo.
-func computeHash(ctx context.Context, path string, flat bool, algo hasher.Algo) (hasher.Hash, error) {
+// computeHash returns the NAR hash (of its git view with git; with flat,
+// the hash of the contents) of path, in algorithm algo.
+func computeHash(ctx context.Context, path string, git, flat bool, algo hasher.Algo) (hasher.Hash, error) {
 	if flat {
 		h, _, err := hasher.HashFile(ctx, path, algo)
 		return h, subject("hash "+path, err)
 	}
-	res, err := hasher.HashPath(ctx, path, &hasher.Options{Algo: algo})
+	dir, sel, err := source(ctx, path, git)
+	if err != nil {
+		return hasher.Hash{}, err
+	}
+	res, err := hasher.HashPath(ctx, dir, &hasher.Options{Algo: algo, Select: sel})
 	if err != nil {
 		return hasher.Hash{}, fmt.Errorf("hash %s: %w", path, err)
 	}
@@ -220,8 +240,8 @@ func computeHash(ctx context.Context, path string, flat bool, algo hasher.Algo) 
 }
 
 type verifyOpts struct {
-	flat bool
-	mode string
+	flat, git bool
+	mode      string
 }
 
 func runVerify(ctx context.Context, sio *stdio, opts *verifyOpts, args []string) error {
@@ -229,12 +249,15 @@ func runVerify(ctx context.Context, sio *stdio, opts *verifyOpts, args []string)
 	if err != nil {
 		return err
 	}
+	if err := notFlat(opts.git, flat); err != nil {
+		return err
+	}
 	path, given := args[0], args[1]
 	want, err := hasher.Parse(given, hasher.SHA256)
 	if err != nil {
 		return usagef("%v", err)
 	}
-	got, err := computeHash(ctx, path, flat, want.Algo)
+	got, err := computeHash(ctx, path, opts.git, flat, want.Algo)
 	if err != nil {
 		return err
 	}
@@ -267,7 +290,7 @@ func guessFormat(s string, def hasher.Algo) hasher.Format {
 
 type storePathOpts struct {
 	name, storeDir, mode string
-	flat                 bool
+	flat, git            bool
 }
 
 func runStorePath(ctx context.Context, sio *stdio, opts *storePathOpts, args []string) error {
@@ -275,15 +298,22 @@ func runStorePath(ctx context.Context, sio *stdio, opts *storePathOpts, args []s
 	if err != nil {
 		return err
 	}
+	if err := notFlat(opts.git, flat); err != nil {
+		return err
+	}
 	path := args[0]
 	name := opts.name
-	if name == "" {
+	switch {
+	case name != "":
+	case opts.git:
+		name = "source" // what flakes and fetchGit name it
+	default:
 		name = filepath.Base(filepath.Clean(path))
 	}
 	if err := hasher.CheckName(name); err != nil {
 		return usagef("%v", err)
 	}
-	h, err := computeHash(ctx, path, flat, hasher.SHA256)
+	h, err := computeHash(ctx, path, opts.git, flat, hasher.SHA256)
 	if err != nil {
 		return err
 	}
