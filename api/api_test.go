@@ -59,10 +59,28 @@ func TestHandlerErrors(t *testing.T) {
 		{"POST", "/v1/roots", 400, "body must be"},
 		{"GET", "/v1/status", 200, `"pid":1`},
 		{"GET", "/v1/subscribe?path=/a", 200, `"path":"/a"`},
+		{"GET", "/v1/hash?path=/a%00b", 400, "NUL byte"},
+		{"GET", "/v1/subscribe?path=/a%00", 400, "NUL byte"},
+		{"DELETE", "/v1/roots?path=/r%00", 400, "NUL byte"},
+		{"POST", "/v1/roots", 400, "NUL byte"},
+		{"GET", "/v1/hash?path=/" + strings.Repeat("x", 5000), 400, "longer than the system allows"},
+		{"GET", "/v1/hash?path=/a/./b//c/", 200, `"path":"/a/b/c/"`},
+		{"GET", "/v1/hash?path=/a/link/../g", 200, `"path":"/a/link/../g"`},
+		{"GET", "/v1/hash?path=%zz", 400, "bad query"},
 	} {
+		if tc.method == "POST" && tc.want == "NUL byte" {
+			rec := serve(h, httptest.NewRequest("POST", "/v1/roots", strings.NewReader(`{"path":"/a\u0000b"}`)))
+			if rec.Code != 400 || !strings.Contains(rec.Body.String(), tc.want) {
+				t.Errorf("POST a root with a NUL: %d %s", rec.Code, rec.Body)
+			}
+			continue
+		}
 		rec := serve(h, httptest.NewRequest(tc.method, tc.url, nil))
 		if rec.Code != tc.code || !strings.Contains(rec.Body.String(), tc.want) {
-			t.Errorf("%s %s: %d %s; want %d and %q", tc.method, tc.url, rec.Code, rec.Body, tc.code, tc.want)
+			t.Errorf("%s %s: %d %s; want %d and %q", tc.method, Quote(tc.url), rec.Code, Quote(rec.Body.String()), tc.code, tc.want)
+		}
+		if rec.Body.Len() > 1024 {
+			t.Errorf("%s %s: an answer of %d bytes: long paths must be shortened in messages", tc.method, Quote(tc.url), rec.Body.Len())
 		}
 		if rec.Code >= 400 {
 			var e map[string]string

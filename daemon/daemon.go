@@ -126,6 +126,7 @@ type Daemon struct {
 	// testHookAdd, when set, is called before each inotify watch is added
 	// and can make it fail.
 	testHookAdd func(path string) error
+	testDrop    bool // tests: events are lost, as in an overflow
 }
 
 // New opens the database and the watcher; Run serves.

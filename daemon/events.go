@@ -4,7 +4,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/narhash/narhash/nar"
 	"golang.org/x/sys/unix"
 )
 
@@ -17,6 +16,9 @@ func (d *Daemon) onEvents(batch []inEvent) {
 				d.log.Warn("watcher", "err", ev.err)
 			}
 			d.onOverflow()
+			continue
+		}
+		if d.testDrop && ev.wd != d.cookies.wd {
 			continue
 		}
 		d.onEvent(ev, now)
@@ -107,5 +109,3 @@ func (d *Daemon) onOverflow() {
 	}
 	d.cookies.failAll() // their events may have been lost too
 }
-
-var _ = nar.ErrUnsupportedType
