@@ -96,7 +96,7 @@ func runWatchAdd(ctx context.Context, sio *stdio, c *api.Client, args []string) 
 	for _, p := range paths {
 		r, err := c.AddRoot(ctx, p)
 		if err != nil {
-			return subject("watch "+p, err)
+			return err // the daemon's message names the path
 		}
 		fmt.Fprintf(sio.out, "watching %s (%d directories)\n", r.Path, r.Watches)
 		if r.Warning != "" {
@@ -113,7 +113,7 @@ func runWatchRm(ctx context.Context, sio *stdio, c *api.Client, args []string) e
 	}
 	for _, p := range paths {
 		if err := c.RemoveRoot(ctx, p); err != nil {
-			return subject("unwatch "+p, err)
+			return err
 		}
 		fmt.Fprintf(sio.out, "no longer watching %s\n", p)
 	}

@@ -130,9 +130,11 @@ Exit status: 0 success, 1 failure, 2 wrong usage.`,
 	for _, c := range root.Commands() {
 		if c.Name() == "completion" {
 			c.Short = "Print the completion script for bash, zsh, fish or powershell"
+			parent(c, sio)
 		}
 	}
 	root.AddCommand(versionCmd(sio))
+	root.SetHelpCommand(helpCmd(root))
 	forEach(root, func(c *cobra.Command) {
 		c.Flags().SortFlags = false
 		c.DisableFlagsInUseLine = true
@@ -228,6 +230,34 @@ func args(lo, hi int, want string) cobra.PositionalArgs {
 // check are added by the caller.
 func command(group, use, short string, fn func(cmd *cobra.Command, args []string) error) *cobra.Command {
 	return &cobra.Command{Use: use, Short: short, GroupID: group, RunE: fn}
+}
+
+// helpCmd is "help [COMMAND...]": cobra's, but an unknown command is a
+// usage error rather than a help page.
+func helpCmd(root *cobra.Command) *cobra.Command {
+	c := command("other", "help [COMMAND...]", "Print the help of narhash or of a command", func(_ *cobra.Command, args []string) error {
+		cmd, rest, err := root.Find(args)
+		if err != nil || len(rest) > 0 {
+			return usagef("unknown command %q", strings.Join(args, " "))
+		}
+		cmd.InitDefaultHelpFlag() // as when cmd itself runs, for its Flags section
+		cmd.InitDefaultVersionFlag()
+		return cmd.Help()
+	})
+	c.ValidArgsFunction = func(_ *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		cmd, _, err := root.Find(args)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var out []cobra.Completion
+		for _, sub := range cmd.Commands() {
+			if sub.IsAvailableCommand() && strings.HasPrefix(sub.Name(), toComplete) {
+				out = append(out, sub.Name())
+			}
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
+	return c
 }
 
 func versionCmd(sio *stdio) *cobra.Command {
