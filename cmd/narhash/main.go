@@ -133,7 +133,7 @@ Exit status: 0 success, 1 failure, 2 wrong usage.`,
 			parent(c, sio)
 		}
 	}
-	root.AddCommand(versionCmd(sio))
+	root.AddCommand(manCmd(root, sio), versionCmd(sio))
 	root.SetHelpCommand(helpCmd(root))
 	forEach(root, func(c *cobra.Command) {
 		c.Flags().SortFlags = false

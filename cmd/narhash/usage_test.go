@@ -15,7 +15,7 @@ import (
 
 // allCommands is every command path, in the order narhash help lists them.
 var allCommands = []string{"hash", "store-path", "verify", "convert", "dump", "restore", "ls", "cat",
-	"query", "watch", "status", "subscribe", "completion", "version"}
+	"query", "watch", "status", "subscribe", "completion", "man", "version"}
 
 // TestHelpOnStdout: -h, --help and help COMMAND print the command's help on
 // standard output (so that `narhash hash -h | less` shows it) and exit 0.
