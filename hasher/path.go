@@ -71,7 +71,10 @@ func HashPath(ctx context.Context, path string, opt *Options) (Result, error) {
 // symlinks), what `nix hash file` computes, and its size. It fails with
 // nar.ErrChanged if the file changed while it was read.
 func HashFile(ctx context.Context, path string, algo Algo) (Hash, int64, error) {
-	f, err := os.Open(path)
+	// O_NONBLOCK: opening a FIFO (or a device) must not wait for a
+	// writer; its type is checked right after, and only a regular file,
+	// for which the flag means nothing, is read.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return Hash{}, 0, err
 	}

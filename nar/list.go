@@ -28,9 +28,14 @@ type Entry struct {
 // List reads a whole archive from r, checking it as strictly as [Reader]
 // does, and returns its listing. It keeps the headers, never the contents.
 func List(r io.Reader) (*Listing, error) {
+	// The open directories from the root down, each with the length of
+	// its path: the reader checked the order, so the parent of an entry
+	// is the open directory whose path is as long as the entry's
+	// directory part. Keeping lengths, not paths, keeps memory linear in
+	// the depth.
 	type open struct {
-		dir  *Listing
-		path string // "" for the root
+		dir     *Listing
+		pathLen int // 0 for the root
 	}
 	nr := NewReader(r)
 	var root *Listing
@@ -44,20 +49,21 @@ func List(r io.Reader) (*Listing, error) {
 			return nil, err
 		}
 		l := &Listing{Type: hdr.Type, Executable: hdr.Executable, Size: hdr.Size, Offset: hdr.Offset, Target: hdr.LinkTarget}
-		path := ""
+		pathLen := 0
 		if root == nil {
 			root = l
 		} else {
-			path = hdr.Path
+			path := hdr.Path
 			slash := strings.LastIndexByte(path, '/')
-			for stack[len(stack)-1].path != path[:slash] {
+			for stack[len(stack)-1].pathLen != slash {
 				stack = stack[:len(stack)-1]
 			}
 			top := stack[len(stack)-1].dir
-			top.Entries = append(top.Entries, Entry{path[slash+1:], l})
+			top.Entries = append(top.Entries, Entry{strings.Clone(path[slash+1:]), l}) // not a slice of the whole path
+			pathLen = len(path)
 		}
 		if hdr.Type == TypeDirectory {
-			stack = append(stack, open{l, path})
+			stack = append(stack, open{l, pathLen})
 		}
 	}
 }

@@ -43,14 +43,14 @@ func Restore(r io.Reader, dest string) (err error) {
 	}
 	defer unix.Close(parent)
 
-	var rnd [6]byte
-	rand.Read(rnd[:])
-	tmp := "." + base + ".narhash-restore-" + hex.EncodeToString(rnd[:])
+	tmp := tempName(base)
 	rs := &restorer{nr: NewReader(r), root: parent, tmp: tmp}
 	defer func() {
 		rs.closeAll()
 		if err != nil { // tmp is a fresh random name: whatever is there is ours
-			os.RemoveAll(filepath.Join(parentPath, tmp))
+			if rerr := removeTree(parent, tmp); rerr != nil {
+				err = fmt.Errorf("%w; and removing the partial tree %s: %v", err, filepath.Join(parentPath, tmp), rerr)
+			}
 		}
 	}()
 	if err := rs.run(); err != nil {
@@ -82,9 +82,31 @@ type restorer struct {
 	buf  []byte
 }
 
+// openDir is a directory being restored. Only the deepest maxOpenDirs
+// are kept open; one above them is opened again, as ".." of its child
+// (checked to be the same inode), when the archive returns to it. The
+// length of its path, not the path, is kept: memory stays linear in the
+// depth.
 type openDir struct {
-	path string // archive path, "" for the root
-	fd   int
+	pathLen  int // 0 for the root
+	fd       int // -1 when closed
+	dev, ino uint64
+}
+
+// maxOpenDirs bounds the descriptors a restore keeps open.
+const maxOpenDirs = 64
+
+// tempName is the name a restore to base unpacks under: base with a
+// random suffix, base shortened if need be so the name fits in NAME_MAX
+// (255 bytes), as any name dest can have does.
+func tempName(base string) string {
+	var rnd [6]byte
+	rand.Read(rnd[:])
+	suffix := ".narhash-restore-" + hex.EncodeToString(rnd[:])
+	if len(base)+1+len(suffix) > 255 {
+		base = base[:255-1-len(suffix)]
+	}
+	return "." + base + suffix
 }
 
 func (rs *restorer) run() error {
@@ -101,8 +123,10 @@ func (rs *restorer) run() error {
 		if hdr.Path != "/" {
 			path = hdr.Path
 			slash := strings.LastIndexByte(path, '/')
-			for len(rs.dirs) > 0 && rs.dirs[len(rs.dirs)-1].path != path[:slash] {
-				rs.pop()
+			for len(rs.dirs) > 0 && rs.dirs[len(rs.dirs)-1].pathLen != slash {
+				if err := rs.pop(); err != nil {
+					return err
+				}
 			}
 			if len(rs.dirs) == 0 {
 				return errors.New("nar: restore lost its place in the archive") // unreachable for a valid archive
@@ -117,8 +141,11 @@ func (rs *restorer) run() error {
 
 func (rs *restorer) create(dirfd int, name, path string, hdr *Header) error {
 	shown := path
-	if shown == "" {
+	switch {
+	case shown == "":
 		shown = "/"
+	case len(shown) > 256: // a deep path, for a message
+		shown = fmt.Sprintf("%s…(%d bytes)…%s", shown[:100], len(shown)-200, shown[len(shown)-100:])
 	}
 	switch hdr.Type {
 	case TypeDirectory:
@@ -129,7 +156,16 @@ func (rs *restorer) create(dirfd int, name, path string, hdr *Header) error {
 		if err != nil {
 			return fmt.Errorf("open directory %s: %w", shown, err)
 		}
-		rs.dirs = append(rs.dirs, openDir{path, fd})
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("stat directory %s: %w", shown, err)
+		}
+		rs.dirs = append(rs.dirs, openDir{len(path), fd, st.Dev, st.Ino})
+		if n := len(rs.dirs) - maxOpenDirs - 1; n >= 0 && rs.dirs[n].fd >= 0 {
+			unix.Close(rs.dirs[n].fd)
+			rs.dirs[n].fd = -1
+		}
 	case TypeSymlink:
 		if err := unix.Symlinkat(hdr.LinkTarget, dirfd, name); err != nil {
 			return fmt.Errorf("create symlink %s: %w", shown, err)
@@ -171,13 +207,29 @@ func (rs *restorer) fill(f *os.File, hdr *Header) error {
 	return nil
 }
 
-func (rs *restorer) pop() {
-	unix.Close(rs.dirs[len(rs.dirs)-1].fd)
+// pop leaves the deepest open directory, opening its parent again if it
+// was closed.
+func (rs *restorer) pop() error {
+	top := rs.dirs[len(rs.dirs)-1]
 	rs.dirs = rs.dirs[:len(rs.dirs)-1]
+	defer unix.Close(top.fd)
+	if len(rs.dirs) == 0 || rs.dirs[len(rs.dirs)-1].fd >= 0 {
+		return nil
+	}
+	up := &rs.dirs[len(rs.dirs)-1]
+	fd, err := openParent(top.fd, up.dev, up.ino)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	up.fd = fd
+	return nil
 }
 
 func (rs *restorer) closeAll() {
-	for len(rs.dirs) > 0 {
-		rs.pop()
+	for _, d := range rs.dirs {
+		if d.fd >= 0 {
+			unix.Close(d.fd)
+		}
 	}
+	rs.dirs = nil
 }
