@@ -25,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -48,6 +49,14 @@ type Config struct {
 	// CookieTimeout bounds a query's wait for the watcher to catch up;
 	// past it the query validates by a stat walk (0: 2 s).
 	CookieTimeout time.Duration
+	// Listener, when set, is served instead of a socket Run creates at
+	// Socket (socket activation); Socket must then be its file name, the
+	// directory of which holds the daemon's cookies. Run closes it.
+	Listener net.Listener
+	// Ready, when set, is called once the socket answers and the roots
+	// of Watch and the database are watched; Stopping when shutdown
+	// begins. narhashd tells systemd (sd_notify) from them.
+	Ready, Stopping func()
 }
 
 // DefaultDB returns $XDG_STATE_HOME/narhashd/cache.db, or
@@ -177,9 +186,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer d.store.Close()
 	defer d.mounts.close()
 	defer d.in.close()
-	l, err := api.Listen(d.cfg.Socket)
-	if err != nil {
-		return err
+	l := d.cfg.Listener
+	if l == nil {
+		var err error
+		if l, err = api.Listen(d.cfg.Socket); err != nil {
+			return err
+		}
 	}
 	defer l.Close()
 	d.cookies.parent = filepath.Dir(d.cfg.Socket)
@@ -206,13 +218,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("narhashd started", "socket", d.cfg.Socket, "db", d.cfg.DB, "workers", d.cfg.Workers)
 	loopDone := make(chan struct{})
 	go func() { d.loop(ctx); close(d.stopped); close(loopDone) }()
-	d.call(ctx, func() { d.startup() })
+	if d.call(ctx, func() { d.startup() }) && d.cfg.Ready != nil {
+		d.cfg.Ready()
+	}
 
 	var serveErr error
 	select {
 	case <-ctx.Done():
 	case serveErr = <-served:
 		cancel()
+	}
+	if d.cfg.Stopping != nil {
+		d.cfg.Stopping()
 	}
 	// Requests see ctx done (their base context) and end: subscriptions
 	// with a last line saying why. Past a second, connections are cut.

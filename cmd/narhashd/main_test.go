@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -22,7 +23,8 @@ import (
 func TestMain(m *testing.M) {
 	switch os.Getenv("NARHASHD_TEST_CHILD") {
 	case "daemon":
-		os.Exit(run(context.Background(), os.Args[1:], os.Stderr))
+		ctx, _ := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+		os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 	case "client":
 		_, err := (&api.Client{Socket: os.Args[1]}).Status(context.Background())
 		fmt.Println(err)
@@ -159,18 +161,29 @@ func TestOtherUserRefused(t *testing.T) {
 
 func TestFlags(t *testing.T) {
 	for _, tc := range []struct {
-		args []string
-		code int
-		want string
+		args             []string
+		code             int
+		wantOut, wantErr string
 	}{
-		{[]string{"-h"}, 0, "Usage: narhashd"},
-		{[]string{"stray"}, 2, "did you mean --watch stray"},
-		{[]string{"--log-level", "loud"}, 2, "--log-level"},
-		{[]string{"--no-such"}, 2, "flag provided but not defined"},
+		{[]string{"-h"}, 0, "Usage: narhashd", ""},
+		{[]string{"--help"}, 0, "install-units", ""},
+		{[]string{"--version"}, 0, "narhashd " + api.Version() + "\n", ""},
+		{[]string{"install-units", "-h"}, 0, "Usage: narhashd install-units", ""},
+		{[]string{"install-units", "extra"}, 2, "", `unexpected argument "extra"`},
+		{[]string{"stray"}, 2, "", "did you mean --watch stray"},
+		{[]string{"--log-level", "loud"}, 2, "", "--log-level"},
+		{[]string{"--no-such"}, 2, "", "flag provided but not defined: -no-such\nRun 'narhashd -h' for help.\n"},
 	} {
-		var b strings.Builder
-		if code := run(context.Background(), tc.args, &b); code != tc.code || !strings.Contains(b.String(), tc.want) {
-			t.Errorf("narhashd %q: exit %d, %q; want %d and %q", tc.args, code, b.String(), tc.code, tc.want)
+		var out, errb strings.Builder
+		code := run(context.Background(), tc.args, &out, &errb)
+		if code != tc.code || !strings.Contains(out.String(), tc.wantOut) || !strings.Contains(errb.String(), tc.wantErr) {
+			t.Errorf("narhashd %q: exit %d, stdout %q, stderr %q; want %d, %q and %q", tc.args, code, out.String(), errb.String(), tc.code, tc.wantOut, tc.wantErr)
+		}
+		if tc.wantOut == "" && out.Len() > 0 {
+			t.Errorf("narhashd %q wrote %q to stdout; want it on stderr", tc.args, out.String())
+		}
+		if tc.wantErr == "" && errb.Len() > 0 {
+			t.Errorf("narhashd %q wrote %q to stderr; want it on stdout", tc.args, errb.String())
 		}
 	}
 }
