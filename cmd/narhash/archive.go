@@ -42,7 +42,7 @@ after its end, a full disk) DEST does not exist and nothing is left behind.`
   narhash dump ./src | narhash restore ./src-copy`
 	c.Args = args(1, 1, "one DEST")
 	c.ValidArgsFunction = paths
-	c.Flags().StringVar(&from, "from", "-", "read the archive from `FILE` (- is standard input)")
+	stringVar(c.Flags(), &from, "from", "-", "read the archive from `FILE` (- is standard input)")
 	c.RegisterFlagCompletionFunc("from", narFiles)
 	return c
 }

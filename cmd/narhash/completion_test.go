@@ -112,6 +112,9 @@ func TestFishCompletion(t *testing.T) {
 		if err != nil {
 			t.Fatalf("fish: %v\n%s", err, out)
 		}
+		if strings.Contains(string(out), "`") { // descriptions are the flags' usage, without pflag's quotes
+			t.Errorf("fish: completing %q: a description shows backquotes:\n%s", c.line, out)
+		}
 		var got []string
 		for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 			got = append(got, strings.TrimSuffix(strings.SplitN(l, "\t", 2)[0], "."))

@@ -23,8 +23,8 @@ multibase (the digest, or a multihash in any multibase encoding).`
 	c.Args = args(1, -1, "HASH")
 	c.ValidArgsFunction = cobra.NoFileCompletions
 	fs := c.Flags()
-	fs.StringVar(&o.to, "to", "sri", "the `FORMAT` to print: nix32, base16, base64, sri or multibase")
-	fs.StringVar(&o.from, "from", "", "fail unless every HASH is in `FORMAT`")
+	stringVar(fs, &o.to, "to", "sri", "the `FORMAT` to print: nix32, base16, base64, sri or multibase")
+	stringVar(fs, &o.from, "from", "", "fail unless every HASH is in `FORMAT`")
 	algoFlags(c, &o.algo, "the `ALGO` of hashes that do not name one: sha256, sha512, sha1 or md5")
 	c.RegisterFlagCompletionFunc("to", fixed(formatNames))
 	c.RegisterFlagCompletionFunc("from", fixed(formatNames))

@@ -20,7 +20,7 @@ func watchCmd(sio *stdio) *cobra.Command {
 	c := &cobra.Command{Use: "watch", GroupID: "daemon",
 		Short: "Add, remove or list narhashd's watched roots (remembered across restarts)"}
 	parent(c, sio)
-	c.PersistentFlags().StringVar(&socket, "socket", "", "the daemon's `SOCKET` (default $NARHASHD_SOCKET, else the per-user default)")
+	stringVar(c.PersistentFlags(), &socket, "socket", "", "the daemon's `SOCKET` (default $NARHASHD_SOCKET, else the per-user default)")
 	client := func() *api.Client { return &api.Client{Socket: socket} }
 	add := command("", "add [flags] PATH...", "Watch each PATH", func(cmd *cobra.Command, args []string) error {
 		return runWatchAdd(cmd.Context(), sio, client(), args)

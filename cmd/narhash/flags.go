@@ -2,8 +2,10 @@ package main
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // The values the completions offer.
@@ -17,7 +19,7 @@ var (
 // last one given wins, as in Nix.
 func formatFlags(cmd *cobra.Command, format *string) {
 	fs := cmd.Flags()
-	fs.StringVar(format, "format", "nix32", "output `FORMAT`: nix32, base16, base64, sri or multibase")
+	stringVar(fs, format, "format", "nix32", "output `FORMAT`: nix32, base16, base64, sri or multibase")
 	for _, f := range []struct{ flag, format, usage string }{
 		{"base32", "nix32", "print Nix's base 32 (nix32), as nix-hash --base32 does"},
 		{"base16", "base16", "print base 16 (hex): --format base16"},
@@ -50,9 +52,9 @@ func (s formatSwitch) Set(v string) error {
 // hash convert ≥ 2.19), all setting *algo.
 func algoFlags(cmd *cobra.Command, algo *string, usage string) {
 	fs := cmd.Flags()
-	fs.StringVar(algo, "type", "sha256", usage+" (also --algo, --hash-algo)")
+	stringVar(fs, algo, "type", "sha256", usage+" (also --algo, --hash-algo)")
 	for _, alias := range []string{"algo", "hash-algo"} {
-		fs.StringVar(algo, alias, "sha256", usage)
+		stringVar(fs, algo, alias, "sha256", usage)
 		fs.MarkHidden(alias)
 	}
 	for _, name := range []string{"type", "algo", "hash-algo"} {
@@ -62,7 +64,7 @@ func algoFlags(cmd *cobra.Command, algo *string, usage string) {
 
 // socketFlag adds --socket PATH to cmd.
 func socketFlag(cmd *cobra.Command, socket *string) {
-	cmd.Flags().StringVar(socket, "socket", "", "the daemon's `SOCKET` (default $NARHASHD_SOCKET, else the per-user default)")
+	stringVar(cmd.Flags(), socket, "socket", "", "the daemon's `SOCKET` (default $NARHASHD_SOCKET, else the per-user default)")
 }
 
 // fixed completes one of values, and no file names.
@@ -87,3 +89,29 @@ func firstArgPath(_ *cobra.Command, args []string, _ string) ([]cobra.Completion
 func dirs(*cobra.Command, []string, string) ([]cobra.Completion, cobra.ShellCompDirective) {
 	return nil, cobra.ShellCompDirectiveFilterDirs
 }
+
+// stringVar defines a string flag whose usage names its argument in
+// backquotes, as the flag package does: "the `FORMAT` to print" shows as
+// "--to FORMAT   the FORMAT to print". Unlike pflag's StringVar, the
+// backquotes are not left in the usage, which the completion scripts
+// show as a description.
+func stringVar(fs *pflag.FlagSet, p *string, name, value, usage string) *pflag.Flag {
+	metavar := "string"
+	if _, rest, ok := strings.Cut(usage, "`"); ok {
+		metavar, _, _ = strings.Cut(rest, "`")
+		usage = strings.Replace(usage, "`", "", 2)
+	}
+	*p = value
+	fs.Var(&argValue{p, metavar}, name, usage)
+	return fs.Lookup(name)
+}
+
+// argValue is a string flag value whose type names its argument.
+type argValue struct {
+	p       *string
+	metavar string
+}
+
+func (v *argValue) String() string     { return *v.p }
+func (v *argValue) Set(s string) error { *v.p = s; return nil }
+func (v *argValue) Type() string       { return v.metavar }

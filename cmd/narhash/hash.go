@@ -76,8 +76,8 @@ the path of nix-store --add-fixed sha256 PATH (a file's flat hash) instead.
 	c.Args = args(1, 1, "one PATH")
 	c.ValidArgsFunction = paths
 	fs := c.Flags()
-	fs.StringVar(&o.name, "name", "", "the store path's `NAME` (default: PATH's base name)")
-	fs.StringVar(&o.storeDir, "store-dir", hasher.DefaultStoreDir(), "the store `DIR` (default from NIX_STORE_DIR)")
+	stringVar(fs, &o.name, "name", "", "the store path's `NAME` (default: PATH's base name)")
+	stringVar(fs, &o.storeDir, "store-dir", hasher.DefaultStoreDir(), "the store `DIR` (default from NIX_STORE_DIR)")
 	fs.BoolVar(&o.flat, "flat", false, "a fixed-output path of the file's flat SHA-256 (nix-store --add-fixed)")
 	modeFlag(c, &o.mode)
 	gitFlag(c, &o.git)
@@ -88,7 +88,7 @@ the path of nix-store --add-fixed sha256 PATH (a file's flat hash) instead.
 
 // modeFlag adds newer Nix's --mode nar|flat, another spelling of --flat.
 func modeFlag(c *cobra.Command, mode *string) {
-	c.Flags().StringVar(mode, "mode", "nar", "`MODE` nar, or flat for --flat (nix hash path --mode)")
+	stringVar(c.Flags(), mode, "mode", "nar", "what to hash, `MODE`: nar, or flat for --flat (as newer nix hash path --mode)")
 	c.RegisterFlagCompletionFunc("mode", fixed([]string{"nar", "flat"}))
 }
 
