@@ -3,12 +3,15 @@
 //
 // Routes (all under /v1/):
 //
-//	GET    /v1/hash?path=P[&format=F][&watch=1]  the NAR hash of P, fresh
+//	GET    /v1/hash?path=P[&format=F][&watch=1][&view=git]  the NAR hash of P, fresh
 //	GET    /v1/roots                             the watched roots
 //	POST   /v1/roots        {"path": P[, "validate": true]}  watch P
 //	DELETE /v1/roots?path=P                      stop watching P
 //	GET    /v1/status                            the daemon's state
-//	GET    /v1/subscribe?path=P[&format=F]       NDJSON: a line per new hash of P
+//	GET    /v1/subscribe?path=P[&format=F][&view=git]  NDJSON: a line per new hash of P
+//
+// view=git asks for the hash of P's git view (see package nar/gitview):
+// what Nix hashes for a flake in a git worktree.
 //
 // Errors are {"error": "…"} with a 4xx or 5xx status. Only the daemon's
 // own user and root may connect (SO_PEERCRED).
@@ -27,9 +30,29 @@ import (
 	"time"
 )
 
+// A View is what of a path the daemon hashes.
+type View string
+
+const (
+	ViewTree View = ""    // the whole tree, as nix-hash hashes it
+	ViewGit  View = "git" // the files git tracks, as Nix copies a flake's source
+)
+
+// ParseView parses a view's name ("" or "tree", and "git").
+func ParseView(s string) (View, error) {
+	switch s {
+	case "", "tree":
+		return ViewTree, nil
+	case "git":
+		return ViewGit, nil
+	}
+	return "", Errorf(400, "unknown view %q: the views are tree (the default) and git", s)
+}
+
 // Hash is a path's NAR hash as the daemon knows it.
 type Hash struct {
 	Path     string
+	View     View
 	Root     string // the watched root P is in, or "" for a path hashed on demand
 	Digest   [32]byte
 	NARSize  int64
@@ -43,6 +66,7 @@ type Hash struct {
 // HashResult is Hash on the wire.
 type HashResult struct {
 	Path     string    `json:"path"`
+	View     View      `json:"view,omitempty"`
 	Hash     string    `json:"hash"`
 	Algo     string    `json:"algo"`
 	Format   string    `json:"format"`
@@ -95,14 +119,14 @@ type Status struct {
 
 // A Backend answers the requests; the daemon implements it.
 type Backend interface {
-	Hash(ctx context.Context, path string, watch bool) (Hash, error)
+	Hash(ctx context.Context, path string, view View, watch bool) (Hash, error)
 	Roots(ctx context.Context) ([]Root, error)
 	AddRoot(ctx context.Context, path string, opt RootOptions) (Root, error)
 	RemoveRoot(ctx context.Context, path string) error
 	Status(ctx context.Context) (Status, error)
 	// Subscribe calls send with the current hash of path and then with
 	// every new one, until ctx is done or send fails.
-	Subscribe(ctx context.Context, path string, send func(Hash) error) error
+	Subscribe(ctx context.Context, path string, view View, send func(Hash) error) error
 }
 
 // An Error is an error with the HTTP status that reports it.

@@ -17,7 +17,7 @@ import (
 
 type stubBackend struct{}
 
-func (stubBackend) Hash(_ context.Context, p string, _ bool) (Hash, error) {
+func (stubBackend) Hash(_ context.Context, p string, _ View, _ bool) (Hash, error) {
 	if p == "/missing" {
 		return Hash{}, Errorf(http.StatusNotFound, "hash %s: no such file or directory", p)
 	}
@@ -29,7 +29,7 @@ func (stubBackend) AddRoot(_ context.Context, p string, _ RootOptions) (Root, er
 }
 func (stubBackend) RemoveRoot(context.Context, string) error { return nil }
 func (stubBackend) Status(context.Context) (Status, error)   { return Status{PID: 1}, nil }
-func (stubBackend) Subscribe(ctx context.Context, p string, send func(Hash) error) error {
+func (stubBackend) Subscribe(ctx context.Context, p string, _ View, send func(Hash) error) error {
 	return send(Hash{Path: p})
 }
 
@@ -53,6 +53,8 @@ func TestHandlerErrors(t *testing.T) {
 		{"GET", "/v1/hash", 400, "missing ?path="},
 		{"GET", "/v1/hash?path=relative", 400, "not absolute"},
 		{"GET", "/v1/hash?path=/a&format=base58", 400, "unknown hash format"},
+		{"GET", "/v1/hash?path=/a&view=svn", 400, "unknown view"},
+		{"GET", "/v1/subscribe?path=/a&view=svn", 400, "unknown view"},
 		{"GET", "/v1/hash?path=/missing", 404, "no such file"},
 		{"GET", "/v2/hash", 404, "no route"},
 		{"PUT", "/v1/roots", 404, "no route"},

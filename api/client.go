@@ -60,9 +60,17 @@ func (c *Client) client() *http.Client {
 // Hash asks for the NAR hash of the absolute path, printed in format
 // ("" for nix32). With watch, the path becomes a watched root.
 func (c *Client) Hash(ctx context.Context, path, format string, watch bool) (HashResult, error) {
+	return c.HashView(ctx, path, ViewTree, format, watch)
+}
+
+// HashView is Hash of a view of the path: ViewGit for its git view.
+func (c *Client) HashView(ctx context.Context, path string, view View, format string, watch bool) (HashResult, error) {
 	q := url.Values{"path": {path}}
 	if format != "" {
 		q.Set("format", format)
+	}
+	if view != ViewTree {
+		q.Set("view", string(view))
 	}
 	if watch {
 		q.Set("watch", "1")
@@ -110,9 +118,18 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 // Subscribe calls fn with the current hash of path and every new one,
 // until ctx is done, fn fails or the daemon goes away.
 func (c *Client) Subscribe(ctx context.Context, path, format string, fn func(HashResult) error) error {
+	return c.SubscribeView(ctx, path, ViewTree, format, fn)
+}
+
+// SubscribeView is Subscribe to a view of the path: ViewGit for its git
+// view.
+func (c *Client) SubscribeView(ctx context.Context, path string, view View, format string, fn func(HashResult) error) error {
 	q := url.Values{"path": {path}}
 	if format != "" {
 		q.Set("format", format)
+	}
+	if view != ViewTree {
+		q.Set("view", string(view))
 	}
 	resp, err := c.request(ctx, http.MethodGet, "/v1/subscribe?"+q.Encode(), nil)
 	if err != nil {

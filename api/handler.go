@@ -175,10 +175,12 @@ func pathAndFormat(r *http.Request) (string, hasher.Format, error) {
 	return path, format, err
 }
 
+func viewParam(r *http.Request) (View, error) { return ParseView(r.URL.Query().Get("view")) }
+
 // Result turns a Hash into its wire form, in format f.
 func Result(h Hash, f hasher.Format) HashResult {
 	return HashResult{
-		Path: h.Path, Hash: hasher.Hash{Algo: hasher.SHA256, Digest: h.Digest[:]}.Format(f),
+		Path: h.Path, View: h.View, Hash: hasher.Hash{Algo: hasher.SHA256, Digest: h.Digest[:]}.Format(f),
 		Algo: "sha256", Format: f.String(), NARSize: h.NARSize, Root: h.Root, Source: h.Source,
 		Computed: h.Computed, TookMS: float64(h.Took.Microseconds()) / 1000, Epoch: h.Epoch, Degraded: h.Degraded,
 	}
@@ -190,7 +192,12 @@ func (h *handler) hash(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	res, err := h.b.Hash(r.Context(), path, r.URL.Query().Get("watch") == "1")
+	view, err := viewParam(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	res, err := h.b.Hash(r.Context(), path, view, r.URL.Query().Get("watch") == "1")
 	if err != nil {
 		writeError(w, err)
 		return
@@ -260,13 +267,18 @@ func (h *handler) subscribe(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	view, err := viewParam(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	// A stream has no read deadline; each line must be taken by the
 	// client within writeTimeout.
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Time{})
 	started := false
 	enc := json.NewEncoder(w)
-	err = h.b.Subscribe(r.Context(), path, func(hh Hash) error {
+	err = h.b.Subscribe(r.Context(), path, view, func(hh Hash) error {
 		if !started {
 			w.Header().Set("Content-Type", "application/x-ndjson")
 			started = true

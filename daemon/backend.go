@@ -21,8 +21,9 @@ var errStopped = api.Errorf(http.StatusServiceUnavailable, "narhashd is shutting
 // call. A path inside a watched root is answered from memory once the
 // watcher has caught up; a path outside every root is checked by a stat
 // walk against its cached entry, and hashed if that differs (by the
-// worker pool). With watch, the path becomes a root first.
-func (d *Daemon) Hash(ctx context.Context, path string, watch bool) (api.Hash, error) {
+// worker pool). With watch, the path becomes a root first. view is what of
+// the path is hashed: api.ViewGit for its git view (see gitview.go).
+func (d *Daemon) Hash(ctx context.Context, path string, view api.View, watch bool) (api.Hash, error) {
 	path, err := resolveQuery(path)
 	if err != nil {
 		return api.Hash{}, hashError(path, err)
@@ -52,7 +53,7 @@ func (d *Daemon) Hash(ctx context.Context, path string, watch bool) (api.Hash, e
 			resolve = true // it leads outside what r's watches see
 			return
 		}
-		t := d.track(path, r)
+		t := d.trackView(path, r, view)
 		inRoot = true
 		if barrier != nil || t.root.degraded || d.cookieFault != "" {
 			// Events cannot vouch for the tree: check it by a stat walk
@@ -60,7 +61,7 @@ func (d *Daemon) Hash(ctx context.Context, path string, watch bool) (api.Hash, e
 			t.verified = false
 			t.staleBefore = time.Now()
 		}
-		if t.fresh() {
+		if t.fresh() && t.gitCurrent() {
 			immediate = &result{hash: t.apiHash(d, "cache")}
 			return
 		}
@@ -74,10 +75,10 @@ func (d *Daemon) Hash(ctx context.Context, path string, watch bool) (api.Hash, e
 		if err != nil {
 			return api.Hash{}, hashError(path, err)
 		}
-		return d.hashOutside(ctx, filepath.Join(real, filepath.Base(path)))
+		return d.hashOutside(ctx, filepath.Join(real, filepath.Base(path)), view)
 	}
 	if !inRoot {
-		return d.hashOutside(ctx, path)
+		return d.hashOutside(ctx, path, view)
 	}
 	if immediate != nil {
 		return immediate.hash, nil
@@ -108,8 +109,8 @@ func (d *Daemon) track(path string, r *root) *tracked {
 // hashOutside answers for a path outside every root, by a job of the
 // worker pool: its cached entry if a stat walk matches the entry's
 // fingerprint, else a new hash.
-func (d *Daemon) hashOutside(ctx context.Context, path string) (api.Hash, error) {
-	j := &job{outside: path, reply: make(chan *job, 1)}
+func (d *Daemon) hashOutside(ctx context.Context, path string, view api.View) (api.Hash, error) {
+	j := &job{outside: path, reply: make(chan *job, 1), git: view == api.ViewGit}
 	j.ctx, j.cancel = context.WithCancel(ctx)
 	defer j.cancel()
 	if err := d.callErr(ctx, func() { d.outq = append(d.outq, j) }); err != nil {
@@ -266,9 +267,9 @@ func (d *Daemon) rootInfo(r *root) api.Root {
 	return info
 }
 
-// Subscribe sends the current hash of path, then every new one, until
-// ctx is done or the daemon stops. path must be in a watched root.
-func (d *Daemon) Subscribe(ctx context.Context, path string, send func(api.Hash) error) error {
+// Subscribe sends the current hash of path's view, then every new one,
+// until ctx is done or the daemon stops. path must be in a watched root.
+func (d *Daemon) Subscribe(ctx context.Context, path string, view api.View, send func(api.Hash) error) error {
 	path, err := resolveQuery(path)
 	if err != nil {
 		return hashError(path, err)
@@ -280,7 +281,7 @@ func (d *Daemon) Subscribe(ctx context.Context, path string, send func(api.Hash)
 		if r == nil || throughSymlink(r, path) {
 			return
 		}
-		t := d.track(path, r)
+		t := d.trackView(path, r, view)
 		inRoot = true
 		if t.subs == nil {
 			t.subs = map[chan api.Hash]struct{}{}
@@ -293,11 +294,15 @@ func (d *Daemon) Subscribe(ctx context.Context, path string, send func(api.Hash)
 		return api.Errorf(http.StatusBadRequest, "%s is not in a watched root: watch it first (narhash watch add %s)", clip(path), clip(path))
 	}
 	defer d.call(context.Background(), func() {
-		if t := d.tracked[path]; t != nil {
+		t := d.tracked[path]
+		if view == api.ViewGit {
+			t = d.gitTracked[path]
+		}
+		if t != nil {
 			delete(t.subs, ch)
 		}
 	})
-	cur, err := d.Hash(ctx, path, false)
+	cur, err := d.Hash(ctx, path, view, false)
 	if err != nil {
 		return err
 	}

@@ -54,6 +54,7 @@ func (d *Daemon) onEvent(ev inEvent, now time.Time) {
 	if structural && isDir {
 		d.trackIdx.below(p, func(_ string, t *tracked) { d.touch(t, now) })
 	}
+	d.touchGit(p, structural && isDir, now)
 	switch {
 	case ev.mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF) != 0:
 		// The directory is gone from this path; if it was moved within a
@@ -107,5 +108,6 @@ func (d *Daemon) onOverflow() {
 	for _, t := range d.tracked {
 		d.touch(t, now)
 	}
+	d.touchAllGit(now)
 	d.cookies.failAll() // their events may have been lost too
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/narhash/narhash/cache"
 	"github.com/narhash/narhash/hasher"
 	"github.com/narhash/narhash/nar"
+	"github.com/narhash/narhash/nar/gitview"
 )
 
 // A job hashes a tracked path, or, to verify a cached entry, stat-walks
@@ -29,6 +30,10 @@ type job struct {
 	reply   chan *job   // told when an outside job is done
 	out     api.Hash    // its answer
 	save    *cache.Item // its new entry, for the store writer
+
+	git     bool // of a git view: see gitview.go
+	gitRepo gitview.Repo
+	gitSig  gitSig // of the git files the view was read from
 }
 
 // schedule queues t for a job, at the front when a query waits for it.
@@ -88,13 +93,13 @@ func (d *Daemon) dispatch(ctx context.Context) {
 		if t.current() {
 			continue
 		}
-		if _, ok := d.tracked[t.path]; !ok {
+		if !d.isTracked(t) {
 			continue // no longer tracked
 		}
 		if t.job != nil {
 			t.job.cancel() // too old to answer; its result will be ignored
 		}
-		j := &job{t: t, gen: t.gen, start: time.Now()}
+		j := &job{t: t, gen: t.gen, start: time.Now(), git: t.git != nil}
 		j.verify = t.entry != nil && t.entryGen == t.gen && (!t.verified || t.root.degraded)
 		j.ctx, j.cancel = context.WithCancel(ctx)
 		t.job = j
@@ -114,7 +119,9 @@ func (d *Daemon) worker(ctx context.Context) {
 	for {
 		select {
 		case j := <-d.jobs:
-			if j.outside != "" {
+			if j.git {
+				runGit(j)
+			} else if j.outside != "" {
 				d.runOutside(j)
 			} else if j.verify {
 				j.fp, _, j.err = nar.StatTree(j.ctx, j.t.path)
@@ -157,8 +164,14 @@ func (d *Daemon) onResult(j *job) {
 		return
 	}
 	took := time.Since(j.start)
+	if t.git != nil && j.err == nil && readGitSig(j.gitRepo) != j.gitSig {
+		// git's index (or HEAD) changed after the job read it: a
+		// query waiting now may have seen the change.
+		d.schedule(t, len(t.waiters) > 0)
+		return
+	}
 	if j.verify {
-		if j.err == nil && j.fp == t.entry.Fingerprint && !j.fp.Racy(t.entry.Computed.UnixNano()) {
+		if j.err == nil && j.fp == t.entry.Fingerprint && !j.fp.Racy(t.entry.Computed.UnixNano()) && (t.git == nil || j.gitSig == t.git.sig) {
 			t.verified = true
 			d.answer(t, "validated")
 			return
@@ -178,7 +191,11 @@ func (d *Daemon) onResult(j *job) {
 	e := cache.Entry{Hash: [32]byte(j.res.Hash.Digest), NARSize: j.res.NARSize, Fingerprint: j.res.Fingerprint, Computed: j.start, Took: took}
 	changed := t.entry == nil || t.entry.Hash != e.Hash
 	t.entry, t.entryGen, t.verified, t.err = &e, j.gen, true, nil
-	d.save(cache.Item{Path: t.path, Entry: e})
+	if t.git != nil {
+		*t.git = gitState{repo: j.gitRepo, sig: j.gitSig, known: true}
+	} else {
+		d.save(cache.Item{Path: t.path, Entry: e})
+	}
 	d.log.Debug("hashed", "path", t.path, "hash", j.res.Hash.Format(hasher.Nix32), "bytes", e.NARSize, "dur", took)
 	d.answer(t, "computed")
 	if changed {

@@ -28,6 +28,7 @@ type tracked struct {
 	// when a query cannot rely on events: a degraded root, a failed barrier.
 	staleBefore time.Time
 	used        time.Time // last asked for; the least recently used sub-paths are evicted
+	git         *gitState // a git view's (see gitview.go); nil for the whole tree
 }
 
 // result is what a waiting query gets.
@@ -53,8 +54,12 @@ func (t *tracked) current() bool {
 func (t *tracked) background() bool { return t.root.tracked == t || len(t.subs) > 0 }
 
 func (t *tracked) apiHash(d *Daemon, source string) api.Hash {
+	view := api.ViewTree
+	if t.git != nil {
+		view = api.ViewGit
+	}
 	return api.Hash{
-		Path: t.path, Root: t.root.path, Digest: t.entry.Hash, NARSize: t.entry.NARSize, Source: source,
+		Path: t.path, View: view, Root: t.root.path, Digest: t.entry.Hash, NARSize: t.entry.NARSize, Source: source,
 		Computed: t.entry.Computed, Took: t.entry.Took, Epoch: d.epoch, Degraded: t.root.degraded,
 	}
 }
@@ -117,8 +122,13 @@ func (d *Daemon) untrack(t *tracked, err error) {
 		close(ch)
 	}
 	t.subs = nil
-	delete(d.tracked, t.path)
-	d.trackIdx.delete(t.path)
+	if t.git != nil {
+		delete(d.gitTracked, t.path)
+		d.gitIdx.delete(t.path)
+	} else {
+		delete(d.tracked, t.path)
+		d.trackIdx.delete(t.path)
+	}
 	delete(d.dirty, t)
 }
 

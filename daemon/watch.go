@@ -222,6 +222,7 @@ func (d *Daemon) removeRoot(path string) error {
 		}
 		d.untrack(t, fmt.Errorf("%s is no longer watched", clip(path)))
 	}
+	d.rootGoneGit(r)
 	return nil
 }
 

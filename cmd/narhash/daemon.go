@@ -61,19 +61,29 @@ func subscribeCmd(sio *stdio) *cobra.Command {
 	c.Long = `For editors and scripts that follow a tree: the first line is the current
 hash, then one line per new hash, until interrupted or the daemon stops
 (exit 1).`
-	c.Example = `  narhash subscribe --sri ~/src/project`
+	c.Example = `  narhash subscribe --sri ~/src/project
+  narhash subscribe --git --sri ~/src/project   # follows the flake's narHash`
 	c.Args = args(1, 1, "one PATH")
 	c.ValidArgsFunction = paths
 	formatFlags(c, &o.format)
 	c.Flags().BoolVar(&o.json, "json", false, "print the daemon's JSON answers, one per line")
+	gitFlag(c, &o.git)
 	socketFlag(c, &o.socket)
 	return c
 }
 
 type queryOpts struct {
-	format, socket string
-	json, watch    bool
-	daemonOnly     bool
+	format, socket  string
+	json, watch     bool
+	daemonOnly, git bool
+}
+
+// view is the view --git asks for.
+func (o *queryOpts) view() api.View {
+	if o.git {
+		return api.ViewGit
+	}
+	return api.ViewTree
 }
 
 func absPaths(args []string) ([]string, error) {
@@ -179,7 +189,7 @@ func runSubscribe(ctx context.Context, sio *stdio, opts *queryOpts, path string)
 		return err
 	}
 	enc := json.NewEncoder(sio.out)
-	err = (&api.Client{Socket: opts.socket}).Subscribe(ctx, abs, opts.format, func(r api.HashResult) error {
+	err = (&api.Client{Socket: opts.socket}).SubscribeView(ctx, abs, opts.view(), opts.format, func(r api.HashResult) error {
 		if opts.json {
 			return enc.Encode(r)
 		}

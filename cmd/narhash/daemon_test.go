@@ -31,11 +31,11 @@ type fakeBackend struct {
 	version string
 }
 
-func (f *fakeBackend) Hash(_ context.Context, path string, watch bool) (api.Hash, error) {
+func (f *fakeBackend) Hash(_ context.Context, path string, view api.View, watch bool) (api.Hash, error) {
 	if strings.HasSuffix(path, "missing") {
 		return api.Hash{}, api.Errorf(http.StatusNotFound, "hash %s: no such file or directory", path)
 	}
-	h := api.Hash{Path: path, NARSize: 120, Source: "cache"}
+	h := api.Hash{Path: path, View: view, NARSize: 120, Source: "cache"}
 	h.Digest[0] = 0x0a // any digest will do
 	return h, nil
 }
@@ -49,8 +49,8 @@ func (f *fakeBackend) RemoveRoot(context.Context, string) error { f.roots = nil;
 func (f *fakeBackend) Status(context.Context) (api.Status, error) {
 	return api.Status{Version: f.version, PID: 42, Started: time.Now(), Workers: 2, Roots: f.roots, Warnings: []string{"a warning"}}, nil
 }
-func (f *fakeBackend) Subscribe(ctx context.Context, path string, send func(api.Hash) error) error {
-	h, _ := f.Hash(ctx, path, false)
+func (f *fakeBackend) Subscribe(ctx context.Context, path string, view api.View, send func(api.Hash) error) error {
+	h, _ := f.Hash(ctx, path, view, false)
 	return send(h)
 }
 

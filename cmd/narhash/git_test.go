@@ -85,3 +85,19 @@ func TestGitErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestQueryGitOffline: query --git without a daemon hashes the git view
+// here, as hash --git does.
+func TestQueryGitOffline(t *testing.T) {
+	gittest.NeedGit(t)
+	r := gittest.Init(t, filepath.Join(nartest.TempDir(t), "repo"), t.TempDir())
+	r.Write("untracked", "u\n", 0o644)
+	sock := filepath.Join(nartest.TempDir(t), "none.sock")
+	got := narhashOK(t, nil, "query", "--git", "--socket", sock, r.Dir)
+	if want := narhashOK(t, nil, "hash", "--git", r.Dir); !bytes.Equal(got, want) {
+		t.Errorf("query --git offline: %s, hash --git: %s", got, want)
+	}
+	if plain := narhashOK(t, nil, "hash", r.Dir); bytes.Equal(got, plain) {
+		t.Error("query --git gave the hash of the whole directory")
+	}
+}

@@ -31,10 +31,15 @@ where it came from: "cache", "computed" or "validated" from the daemon,
 "offline" from this process.
 
 --watch makes each PATH a watched root first (when the daemon runs).
-The socket is $NARHASHD_SOCKET, else $XDG_RUNTIME_DIR/narhashd/narhashd.sock.`
+The socket is $NARHASHD_SOCKET, else $XDG_RUNTIME_DIR/narhashd/narhashd.sock.
+
+--git asks for the hash of each PATH's git view, fresh when files change and
+when git's index does (git add, rm --cached, commit, checkout).
+` + gitHelp
 	c.Example = `  narhashd --watch ~/src/project &
   narhash query ~/src/project
-  narhash query --json --sri ~/src/project`
+  narhash query --json --sri ~/src/project
+  narhash query --git --sri ~/src/project   # = locked.narHash of nix flake metadata`
 	c.Args = args(1, -1, "PATH")
 	c.ValidArgsFunction = paths
 	formatFlags(c, &o.format)
@@ -42,6 +47,7 @@ The socket is $NARHASHD_SOCKET, else $XDG_RUNTIME_DIR/narhashd/narhashd.sock.`
 	fs.BoolVar(&o.json, "json", false, "print one JSON object per path (the daemon's answer, or the same fields)")
 	fs.BoolVar(&o.watch, "watch", false, "make each PATH a watched root")
 	fs.BoolVar(&o.daemonOnly, "daemon-only", false, "fail when narhashd does not answer, instead of hashing here")
+	gitFlag(c, &o.git)
 	socketFlag(c, &o.socket)
 	return c
 }
@@ -61,7 +67,7 @@ func runQuery(ctx context.Context, sio *stdio, opts *queryOpts, args []string) e
 	for _, p := range paths {
 		var res api.HashResult
 		if !offline {
-			res, err = c.Hash(ctx, p, opts.format, opts.watch)
+			res, err = c.HashView(ctx, p, opts.view(), opts.format, opts.watch)
 			if errors.Is(err, api.ErrNotRunning) && !opts.daemonOnly {
 				sock := opts.socket
 				if sock == "" {
@@ -72,7 +78,7 @@ func runQuery(ctx context.Context, sio *stdio, opts *queryOpts, args []string) e
 			}
 		}
 		if offline {
-			res, err = hashOffline(ctx, p, format)
+			res, err = hashOffline(ctx, p, opts.git, format)
 		}
 		if err != nil {
 			if errors.Is(err, api.ErrNotRunning) {
@@ -96,14 +102,22 @@ func runQuery(ctx context.Context, sio *stdio, opts *queryOpts, args []string) e
 
 // hashOffline is query's answer without the daemon: a full hash of the
 // absolute path, as 'narhash hash' computes it, with source "offline".
-func hashOffline(ctx context.Context, path string, format hasher.Format) (api.HashResult, error) {
+func hashOffline(ctx context.Context, path string, git bool, format hasher.Format) (api.HashResult, error) {
 	start := time.Now()
-	res, err := hasher.HashPath(ctx, path, nil)
+	dir, sel, err := source(ctx, path, git)
+	if err != nil {
+		return api.HashResult{}, err
+	}
+	res, err := hasher.HashPath(ctx, dir, &hasher.Options{Select: sel})
 	if err != nil {
 		return api.HashResult{}, subject("hash "+path, err)
 	}
+	view := api.ViewTree
+	if git {
+		view = api.ViewGit
+	}
 	return api.HashResult{
-		Path: path, Hash: res.Hash.Format(format), Algo: res.Hash.Algo.String(), Format: format.String(),
+		Path: path, View: view, Hash: res.Hash.Format(format), Algo: res.Hash.Algo.String(), Format: format.String(),
 		NARSize: res.NARSize, Source: "offline", Computed: start,
 		TookMS: float64(time.Since(start).Microseconds()) / 1000,
 	}, nil

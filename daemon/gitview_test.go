@@ -1,0 +1,213 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/narhash/narhash/api"
+	"github.com/narhash/narhash/hasher"
+	"github.com/narhash/narhash/nar/gitview"
+	"github.com/narhash/narhash/nar/gitview/gittest"
+	"github.com/narhash/narhash/nar/nartest"
+)
+
+// offlineGit is narhash hash --git of path, computed here.
+func offlineGit(t *testing.T, path string) string {
+	t.Helper()
+	v, err := gitview.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := hasher.HashPath(context.Background(), v.Dir, &hasher.Options{Select: v.Select})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Hash.Format(hasher.Nix32)
+}
+
+// gitOp makes one random change of a worktree: edit a tracked file, add
+// a new one, git rm --cached one, commit, check out the other branch,
+// chmod, or change only what the view leaves out (untracked and ignored
+// files, .git's objects by a git gc). It says what it did.
+func gitOp(rng *rand.Rand, r *gittest.Repo, i int, branches [2]string) string {
+	tracked := strings.Split(strings.TrimSuffix(r.Git("ls-files", "-z"), "\x00"), "\x00")
+	f := tracked[rng.IntN(len(tracked))]
+	switch rng.IntN(9) {
+	case 0:
+		r.Write(f, fmt.Sprintf("edit %d\n", i), 0o644)
+		return "edit " + f
+	case 1:
+		name := fmt.Sprintf("dir%d/new %d", rng.IntN(3), i)
+		r.Write(name, fmt.Sprintf("new %d\n", i), 0o644)
+		r.Git("add", "--", name)
+		return "add " + name
+	case 2:
+		if len(tracked) > 3 && f != "flake.nix" {
+			r.Git("rm", "-q", "--cached", "--", f)
+			return "rm --cached " + f
+		}
+		return "nothing"
+	case 3:
+		r.Git("add", "-A")
+		r.Git("commit", "-qm", fmt.Sprint(i), "--allow-empty")
+		return "commit"
+	case 4:
+		r.Git("add", "-A")
+		r.Git("commit", "-qm", fmt.Sprint(i), "--allow-empty")
+		branch := branches[0]
+		if strings.TrimSpace(r.Git("branch", "--show-current")) == branch {
+			branch = branches[1]
+		}
+		r.Git("checkout", "-q", branch)
+		return "checkout " + branch
+	case 5:
+		p := filepath.Join(r.Dir, f)
+		if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
+			os.Chmod(p, fi.Mode().Perm()^0o100)
+			return "chmod " + f
+		}
+		return "nothing"
+	case 6:
+		r.Write(fmt.Sprintf("untracked %d", i), "u\n", 0o644)
+		return "untracked"
+	case 7:
+		r.Write(fmt.Sprintf("build/out %d", i), "ignored\n", 0o755)
+		return "ignored"
+	default:
+		r.Git("gc", "-q")
+		return "gc"
+	}
+}
+
+// newGitRepo makes a repository with two branches, a .gitignore and a
+// few files, in a directory of its own.
+func newGitRepo(t *testing.T) *gittest.Repo {
+	t.Helper()
+	gittest.NeedGit(t)
+	r := gittest.Init(t, filepath.Join(nartest.TempDir(t), "repo"), t.TempDir())
+	r.Write(".gitignore", "build/\n", 0o644)
+	for i := range 5 {
+		r.Write(fmt.Sprintf("dir%d/file%d", i%3, i), fmt.Sprintf("file %d\n", i), 0o644)
+	}
+	r.Git("add", "-A")
+	r.Git("commit", "-qm", "base")
+	r.Git("branch", "other")
+	return r
+}
+
+// TestGitViewFreshness: after each of many random edits and git
+// operations, the daemon's answer for a git view is the hash computed
+// offline right after it, for the view of a worktree's top (its .git
+// watched), and for two whose git directory is outside every root: a
+// directory inside the worktree watched alone, and a linked worktree.
+func TestGitViewFreshness(t *testing.T) {
+	const trials = 150
+	r := newGitRepo(t)
+	linked := filepath.Join(filepath.Dir(r.Dir), "linked")
+	r.Git("worktree", "add", "-q", "-b", "linked", linked)
+	lr := &gittest.Repo{T: t, Dir: linked, Env: r.Env}
+	lr.Git("branch", "linked-other")
+	stale := 0
+	for _, c := range []struct {
+		name     string
+		repo     *gittest.Repo
+		query    string
+		branches [2]string
+	}{
+		{"top", r, r.Dir, [2]string{"main", "other"}},
+		{"subdirectory", r, filepath.Join(r.Dir, "dir1"), [2]string{"main", "other"}},
+		{"linked worktree", lr, linked, [2]string{"linked", "linked-other"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(uint64(len(c.name)), 8))
+			c.repo.T = t
+			d := start(t, Config{Watch: []string{c.query}})
+			for i := range trials {
+				if _, err := os.Stat(c.query); err != nil {
+					os.MkdirAll(c.query, 0o755)
+					c.repo.Write(filepath.Join(filepath.Base(c.query), "keep"), "keep\n", 0o644)
+					c.repo.Git("add", "--", filepath.Join(filepath.Base(c.query), "keep"))
+				}
+				did := gitOp(rng, c.repo, i, c.branches)
+				got, err := d.c.HashView(context.Background(), c.query, api.ViewGit, "", false)
+				if err != nil {
+					if strings.Contains(err.Error(), "tracks nothing") {
+						continue // the subdirectory's last file went
+					}
+					t.Fatalf("trial %d (%s): %v", i, did, err)
+				}
+				if want := offlineGit(t, c.query); got.Hash != want {
+					stale++
+					t.Errorf("trial %d, after %s: the daemon said %s (%s), the view is %s", i, did, got.Hash, got.Source, want)
+				}
+				if got.View != api.ViewGit {
+					t.Errorf("answer for view %q", got.View)
+				}
+			}
+		})
+	}
+	t.Logf("%d trials of each of 3 views, %d stale answers", trials, stale)
+}
+
+// TestGitViewSubscribe: a subscriber to a git view hears of a git add of
+// a file that was already there, a change of the index alone.
+func TestGitViewSubscribe(t *testing.T) {
+	r := newGitRepo(t)
+	r.Write("later", "untracked for now\n", 0o644)
+	d := start(t, Config{Watch: []string{r.Dir}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan string, 16)
+	go d.c.SubscribeView(ctx, r.Dir, api.ViewGit, "", func(h api.HashResult) error { got <- h.Hash; return nil })
+	first := next(t, got)
+	if want := offlineGit(t, r.Dir); first != want {
+		t.Fatalf("first line %s, want %s", first, want)
+	}
+	r.Git("add", "later")
+	want := offlineGit(t, r.Dir)
+	if want == first {
+		t.Fatal("git add did not change the view")
+	}
+	if h := next(t, got); h != want {
+		t.Errorf("after git add: %s, want %s", h, want)
+	}
+}
+
+// next waits for a subscription's next line.
+func next(t *testing.T, ch <-chan string) string {
+	t.Helper()
+	select {
+	case h := <-ch:
+		return h
+	case <-time.After(10 * time.Second):
+		t.Fatal("no line from the subscription in 10 s")
+		return ""
+	}
+}
+
+// TestGitViewOutsideRoots: a git view outside every root is computed on
+// demand, fresh.
+func TestGitViewOutsideRoots(t *testing.T) {
+	r := newGitRepo(t)
+	d := start(t, Config{})
+	for i := range 3 {
+		got, err := d.c.HashView(context.Background(), r.Dir, api.ViewGit, "", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := offlineGit(t, r.Dir); got.Hash != want {
+			t.Errorf("answer %d: %s, want %s", i, got.Hash, want)
+		}
+		r.Write(fmt.Sprintf("new%d", i), "x\n", 0o644)
+		r.Git("add", "-A")
+	}
+	if _, err := d.c.HashView(context.Background(), t.TempDir(), api.ViewGit, "", false); err == nil || !strings.Contains(err.Error(), "not in a git worktree") {
+		t.Errorf("outside a worktree: %v", err)
+	}
+}
