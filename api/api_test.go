@@ -69,6 +69,7 @@ func TestHandlerErrors(t *testing.T) {
 		{"GET", "/v1/hash?path=/a/./b//c/", 200, `"path":"/a/b/c/"`},
 		{"GET", "/v1/hash?path=/a/link/../g", 200, `"path":"/a/link/../g"`},
 		{"GET", "/v1/hash?path=%zz", 400, "bad query"},
+		{"GET", "/v1/hash?path=/a/%FF%C3", 200, `"path":"/a/\udcff\udcc3"`},
 	} {
 		if tc.method == "POST" && tc.want == "NUL byte" {
 			rec := serve(h, httptest.NewRequest("POST", "/v1/roots", strings.NewReader(`{"path":"/a\u0000b"}`)))

@@ -16,15 +16,16 @@ import (
 
 func watchCmd(sio *stdio) *cobra.Command {
 	var socket string
-	var asJSON bool
+	var asJSON, validate bool
 	c := &cobra.Command{Use: "watch", GroupID: "daemon",
 		Short: "Add, remove or list narhashd's watched roots (remembered across restarts)"}
 	parent(c, sio)
 	stringVar(c.PersistentFlags(), &socket, "socket", "", "the daemon's `SOCKET` (default $NARHASHD_SOCKET, else the per-user default)")
 	client := func() *api.Client { return &api.Client{Socket: socket} }
 	add := command("", "add [flags] PATH...", "Watch each PATH", func(cmd *cobra.Command, args []string) error {
-		return runWatchAdd(cmd.Context(), sio, client(), args)
+		return runWatchAdd(cmd.Context(), sio, client(), args, api.RootOptions{Validate: validate})
 	})
+	add.Flags().BoolVar(&validate, "validate", false, "check PATH by a stat walk on every query: for changes inotify cannot see (hard links edited from outside, writes through a shared mmap)")
 	add.Args = args(1, -1, "PATH")
 	add.ValidArgsFunction = dirs
 	rm := command("", "rm [flags] PATH...", "Stop watching each PATH", func(cmd *cobra.Command, args []string) error {
@@ -98,13 +99,13 @@ func absPaths(args []string) ([]string, error) {
 	return out, nil
 }
 
-func runWatchAdd(ctx context.Context, sio *stdio, c *api.Client, args []string) error {
+func runWatchAdd(ctx context.Context, sio *stdio, c *api.Client, args []string, opt api.RootOptions) error {
 	paths, err := absPaths(args)
 	if err != nil {
 		return err
 	}
 	for _, p := range paths {
-		r, err := c.AddRoot(ctx, p)
+		r, err := c.AddRootWith(ctx, p, opt)
 		if err != nil {
 			return err // the daemon's message names the path
 		}
