@@ -24,6 +24,10 @@ import (
 type Selection struct {
 	root selNode
 	slab []selNode // where new nodes come from, a chunk at a time
+	// The previous path added and its directories' nodes: paths added
+	// in sorted order share their directories with the one before.
+	prev string
+	dirs []*selNode
 }
 
 // selNode is one path of a Selection.
@@ -63,8 +67,15 @@ func (s *Selection) Keep(path string) error {
 
 // node returns the node of path, making it and its parents.
 func (s *Selection) node(path string) (*selNode, error) {
-	n := &s.root
-	for rest := path; ; {
+	n, rest, depth := &s.root, path, 0
+	for i := 0; i < len(path) && i < len(s.prev) && path[i] == s.prev[i]; i++ {
+		if path[i] == '/' {
+			depth++
+			n, rest = s.dirs[depth-1], path[i+1:]
+		}
+	}
+	s.dirs, s.prev = s.dirs[:depth], ""
+	for {
 		name, tail, more := strings.Cut(rest, "/")
 		if why := checkName(name); why != "" {
 			return nil, fmt.Errorf("nar: select %q: %s", path, why)
@@ -82,8 +93,10 @@ func (s *Selection) node(path string) (*selNode, error) {
 		}
 		n = c
 		if !more {
+			s.prev = path
 			return n, nil
 		}
+		s.dirs = append(s.dirs, n)
 		rest = tail
 	}
 }

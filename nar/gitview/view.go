@@ -178,6 +178,9 @@ func under(path []byte, prefix string) ([]byte, bool) {
 // hasDotGit reports whether a path has a component ".git", which git
 // never tracks and the view never holds.
 func hasDotGit(path []byte) bool {
+	if !bytes.Contains(path, []byte(".git")) {
+		return false
+	}
 	for rest := path; len(rest) > 0; {
 		var name []byte
 		name, rest, _ = bytes.Cut(rest, []byte{'/'})
