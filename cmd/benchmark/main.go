@@ -8,7 +8,10 @@
 //
 // Then it starts narhashd watching the tiny tree and measures query
 // latency (through the Go client and through `narhash query`) and the
-// daemon's memory.
+// daemon's memory; and it measures narhash hash --git on a git repository
+// of a copy of GOROOT next to nix flake metadata (gitrepo.go).
+//
+// -trees picks what to measure: big, src, tiny (the daemon with it), git.
 //
 // It is its own module so that go-nix is never a dependency of narhash:
 //
@@ -155,7 +158,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	dir := fs.String("dir", defDir, "where to build the trees and binaries (kept for the next run)")
 	rounds := fs.Int("rounds", 7, "interleaved rounds; the table shows medians")
-	only := fs.String("trees", "big,src,tiny", "which trees to measure")
+	only := fs.String("trees", "big,src,tiny,git", "which trees to measure: big, src, tiny, git (the git view)")
 	queries := fs.Int("queries", 2000, "daemon queries through the Go client (0: skip the daemon benchmark)")
 	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
@@ -241,7 +244,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stderr, "%s: %d rounds done\n", t.name, *rounds)
 	}
-	status := report(stdout, stderr, selected, tools, samples, sizes, *dir)
+	status := 0
+	if len(selected) > 0 {
+		status = report(stdout, stderr, selected, tools, samples, sizes, *dir)
+	} else {
+		fmt.Fprintf(stdout, "%s\n", machine(*dir))
+	}
+	if strings.Contains(","+*only+",", ",git,") {
+		if err := benchGit(ctx, stdout, stderr, *dir, self, narhash, *rounds); err != nil {
+			fmt.Fprintln(stderr, "benchmark: git:", err)
+			return 1
+		}
+	}
 	if *queries > 0 && paths["tiny"] != "" {
 		if err := benchDaemon(ctx, stdout, stderr, *dir, paths["tiny"], *queries); err != nil {
 			fmt.Fprintln(stderr, "benchmark: daemon:", err)
