@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -40,7 +41,11 @@ func gitOp(rng *rand.Rand, r *gittest.Repo, i int, branches [2]string) string {
 	f := tracked[rng.IntN(len(tracked))]
 	switch rng.IntN(9) {
 	case 0:
-		r.Write(f, fmt.Sprintf("edit %d\n", i), 0o644)
+		data := fmt.Sprintf("edit %d\n", i)
+		if f == "flake.nix" { // still a flake, for Nix
+			data = fmt.Sprintf("{ outputs = { self }: { }; } # edit %d\n", i)
+		}
+		r.Write(f, data, 0o644)
 		return "edit " + f
 	case 1:
 		name := fmt.Sprintf("dir%d/new %d", rng.IntN(3), i)
@@ -113,7 +118,7 @@ func TestGitViewFreshness(t *testing.T) {
 	r.Git("worktree", "add", "-q", "-b", "linked", linked)
 	lr := &gittest.Repo{T: t, Dir: linked, Env: r.Env}
 	lr.Git("branch", "linked-other")
-	stale := 0
+	stale, nixChecks := 0, 0
 	for _, c := range []struct {
 		name     string
 		repo     *gittest.Repo
@@ -142,9 +147,18 @@ func TestGitViewFreshness(t *testing.T) {
 					}
 					t.Fatalf("trial %d (%s): %v", i, did, err)
 				}
-				if want := offlineGit(t, c.query); got.Hash != want {
+				want := offlineGit(t, c.query)
+				if got.Hash != want {
 					stale++
 					t.Errorf("trial %d, after %s: the daemon said %s (%s), the view is %s", i, did, got.Hash, got.Source, want)
+				}
+				if i%30 == 0 && c.query == c.repo.Dir && haveNix() {
+					// A spot check against Nix itself.
+					nix := gittest.Metadata(t, c.repo.Dir, c.repo.Env).NARHash
+					if h, err := hasher.Parse(nix, hasher.SHA256); err != nil || h.Format(hasher.Nix32) != got.Hash {
+						t.Errorf("trial %d, after %s: the daemon said %s, nix flake metadata %s", i, did, got.Hash, nix)
+					}
+					nixChecks++
 				}
 				if got.View != api.ViewGit {
 					t.Errorf("answer for view %q", got.View)
@@ -152,7 +166,12 @@ func TestGitViewFreshness(t *testing.T) {
 			}
 		})
 	}
-	t.Logf("%d trials of each of 3 views, %d stale answers", trials, stale)
+	t.Logf("%d trials of each of 3 views, %d stale answers; %d answers checked against nix flake metadata too", trials, stale, nixChecks)
+}
+
+func haveNix() bool {
+	_, err := exec.LookPath("nix")
+	return err == nil
 }
 
 // TestGitViewSubscribe: a subscriber to a git view hears of a git add of

@@ -10,7 +10,9 @@
 //   - [Dump] writes the archive of a path as `nix-store --dump` does,
 //     reading and framing files ahead on several goroutines (frame.go),
 //     and [StatTree] computes
-//     the [Fingerprint] of a tree without reading its contents.
+//     the [Fingerprint] of a tree without reading its contents. A
+//     [Selection] (DumpOptions.Select, [StatSelection]) restricts both to
+//     chosen entries, such as the files a git worktree tracks.
 //   - [List] gives a [Listing] like `nix nar ls`, [Restore] unpacks an
 //     archive like `nix-store --restore`.
 //

@@ -30,11 +30,11 @@ type Repo struct {
 
 // FindRepo finds the worktree holding dir, an absolute directory, as git
 // does without GIT_DIR: the nearest of dir and its parents that holds a
-// .git directory, or a .git file ("gitdir: PATH").
+// .git directory (or a symlink to one), or a .git file ("gitdir: PATH").
 func FindRepo(dir string) (Repo, error) {
 	for d := dir; ; {
 		dotgit := filepath.Join(d, ".git")
-		fi, err := os.Lstat(dotgit)
+		fi, err := os.Stat(dotgit)
 		switch {
 		case err == nil && fi.IsDir():
 			return repoAt(d, dotgit)
