@@ -1,0 +1,64 @@
+-- Run by nvim_test.go: nvim --headless --clean -u testdata/init.lua, with
+-- NARHASH_TEST_{PLUGIN,BIN,ROOT,OUT,VIEW,EDIT} set. It loads the plugin, waits for
+-- the statusline's hash, edits a file and writes it, waits for the new hash,
+-- and writes what it saw to NARHASH_TEST_OUT as JSON. Every wait has a
+-- deadline; none sleeps.
+local env = vim.env
+vim.opt.runtimepath:prepend(env.NARHASH_TEST_PLUGIN)
+vim.cmd('runtime! plugin/narhash.lua')
+
+local out = { steps = {} }
+local deadline = 60000
+
+local function step(name)
+  local nh = require('narhash')
+  local i = nh.info()
+  table.insert(out.steps, {
+    name = name,
+    status = nh.status(),
+    sri = nh.hash('sri') or '',
+    nix32 = nh.hash('nix32') or '',
+    base16 = nh.hash('base16') or '',
+    source = i.source or '',
+    view = i.view or '',
+    note = i.note or '',
+    err = i.err or '',
+  })
+end
+
+local ok, err = pcall(function()
+  local nh = require('narhash')
+  nh.setup({ cmd = env.NARHASH_TEST_BIN, format = 'nix32', view = env.NARHASH_TEST_VIEW, retry_ms = 0 })
+  nh.start(env.NARHASH_TEST_ROOT)
+  if not vim.wait(deadline, function()
+    return nh.hash() ~= nil
+  end, 5) then
+    error('no hash within ' .. deadline .. ' ms: ' .. vim.inspect(nh.info()))
+  end
+  step('first')
+  out.messages_before = vim.fn.execute('messages')
+  local first = nh.hash()
+
+  -- :NarhashCopy and :NarhashInsert give the SRI hash.
+  vim.cmd('NarhashCopy a')
+  out.register = vim.fn.getreg('a')
+  vim.cmd('enew')
+  vim.cmd('NarhashInsert')
+  out.inserted = vim.api.nvim_get_current_line()
+  vim.cmd('bwipeout!')
+
+  -- Edit a file of the project in this editor and write it.
+  vim.cmd('edit ' .. vim.fn.fnameescape(env.NARHASH_TEST_ROOT .. '/' .. env.NARHASH_TEST_EDIT))
+  vim.api.nvim_buf_set_lines(0, 0, -1, false, { 'written by the narhash plugin test' })
+  vim.cmd('write')
+  if not vim.wait(deadline, function()
+    return nh.hash() ~= nil and nh.hash() ~= first
+  end, 5) then
+    error('the hash did not change within ' .. deadline .. ' ms of the write: ' .. vim.inspect(nh.info()))
+  end
+  step('after write')
+  out.messages = vim.fn.execute('messages')
+end)
+out.error = ok and '' or tostring(err)
+vim.fn.writefile({ vim.fn.json_encode(out) }, env.NARHASH_TEST_OUT)
+vim.cmd(ok and 'qall!' or 'cquit 1')
