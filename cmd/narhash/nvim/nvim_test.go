@@ -91,6 +91,24 @@ func runNvim(t *testing.T, bin, root, socket, view, edit string) result {
 	t.Helper()
 	git := view != "dir"
 	wantView := map[bool]string{false: "dir", true: "git"}[git]
+	// The hash the tree will have once Neovim wrote the file: made here,
+	// then undone.
+	const text = "written by the narhash plugin test"
+	p := filepath.Join(root, edit)
+	old, err := os.ReadFile(p)
+	existed := err == nil
+	if err := os.WriteFile(p, []byte(text+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := hashes(t, bin, root, git)
+	if existed {
+		err = os.WriteFile(p, old, 0o644)
+	} else {
+		err = os.Remove(p)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 	before := hashes(t, bin, root, git)
 	plugin, err := filepath.Abs(".")
 	if err != nil {
@@ -108,7 +126,7 @@ func runNvim(t *testing.T, bin, root, socket, view, edit string) result {
 	cmd.Env = append(os.Environ(),
 		"NARHASH_TEST_PLUGIN="+plugin, "NARHASH_TEST_BIN="+filepath.Join(bin, "narhash"),
 		"NARHASH_TEST_ROOT="+root, "NARHASH_TEST_OUT="+outFile, "NARHASHD_SOCKET="+socket,
-		"NARHASH_TEST_VIEW="+view, "NARHASH_TEST_EDIT="+edit)
+		"NARHASH_TEST_VIEW="+view, "NARHASH_TEST_EDIT="+edit, "NARHASH_TEST_TEXT="+text, "NARHASH_TEST_AFTER="+want[0])
 	out, err := cmd.CombinedOutput()
 	var r result
 	b, rerr := os.ReadFile(outFile)
@@ -118,11 +136,13 @@ func runNvim(t *testing.T, bin, root, socket, view, edit string) result {
 	if err != nil || r.Error != "" {
 		t.Fatalf("nvim: %v: %s\n%s", err, r.Error, out)
 	}
-	after := hashes(t, bin, root, git)
+	if after := hashes(t, bin, root, git); after != want {
+		t.Fatalf("the tree's hash after Neovim wrote %s is %s, want %s (as made by the test)", edit, after[0], want[0])
+	}
 	if len(r.Steps) != 2 {
 		t.Fatalf("nvim recorded %d steps, want 2: %+v", len(r.Steps), r)
 	}
-	for i, want := range [][3]string{before, after} {
+	for i, want := range [][3]string{before, want} {
 		s := r.Steps[i]
 		if got := [3]string{s.SRI, s.Nix32, s.Base16}; got != want {
 			t.Errorf("%s: the plugin's hash is %q, the tree's %q", s.Name, got, want)

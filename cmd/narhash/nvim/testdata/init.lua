@@ -1,5 +1,5 @@
 -- Run by nvim_test.go: nvim --headless --clean -u testdata/init.lua, with
--- NARHASH_TEST_{PLUGIN,BIN,ROOT,OUT,VIEW,EDIT} set. It loads the plugin, waits for
+-- NARHASH_TEST_{PLUGIN,BIN,ROOT,OUT,VIEW,EDIT,TEXT,AFTER} set. It loads the plugin, waits for
 -- the statusline's hash, edits a file and writes it, waits for the new hash,
 -- and writes what it saw to NARHASH_TEST_OUT as JSON. Every wait has a
 -- deadline; none sleeps.
@@ -37,7 +37,6 @@ local ok, err = pcall(function()
   end
   step('first')
   out.messages_before = vim.fn.execute('messages')
-  local first = nh.hash()
 
   -- :NarhashCopy and :NarhashInsert give the SRI hash.
   vim.cmd('NarhashCopy a')
@@ -49,12 +48,14 @@ local ok, err = pcall(function()
 
   -- Edit a file of the project in this editor and write it.
   vim.cmd('edit ' .. vim.fn.fnameescape(env.NARHASH_TEST_ROOT .. '/' .. env.NARHASH_TEST_EDIT))
-  vim.api.nvim_buf_set_lines(0, 0, -1, false, { 'written by the narhash plugin test' })
+  vim.api.nvim_buf_set_lines(0, 0, -1, false, { env.NARHASH_TEST_TEXT })
   vim.cmd('write')
+  -- The daemon may push the hash of a moment during the write (a backup
+  -- file, an empty file) before the final one: wait for the final one.
   if not vim.wait(deadline, function()
-    return nh.hash() ~= nil and nh.hash() ~= first
+    return nh.hash() == env.NARHASH_TEST_AFTER
   end, 5) then
-    error('the hash did not change within ' .. deadline .. ' ms of the write: ' .. vim.inspect(nh.info()))
+    error('the hash did not become ' .. env.NARHASH_TEST_AFTER .. ' within ' .. deadline .. ' ms of the write: ' .. vim.inspect(nh.info()))
   end
   step('after write')
   out.messages = vim.fn.execute('messages')
