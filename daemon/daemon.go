@@ -185,7 +185,12 @@ func Run(ctx context.Context, cfg Config) error {
 // Run serves until ctx is done. It returns within about a second of
 // that, whatever the clients and jobs are doing.
 func (d *Daemon) Run(ctx context.Context) error {
-	defer d.store.Close()
+	stuck := false // the loop or a worker did not stop: leave what they may hold
+	defer func() {
+		if !stuck {
+			d.store.Close()
+		}
+	}()
 	defer d.mounts.close()
 	defer d.in.close()
 	l := d.cfg.Listener
@@ -240,10 +245,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 		srv.Close()
 	}
 	stop()
-	<-loopDone
-	wg.Wait()
-	close(d.saves)
-	<-saved
+	// Everything below ends at once unless a system call hangs (a dead
+	// network filesystem): then narhashd exits anyway, after 2 s.
+	workers := make(chan struct{})
+	go func() { <-loopDone; wg.Wait(); close(d.saves); <-saved; close(workers) }()
+	select {
+	case <-workers:
+	case <-time.After(2 * time.Second):
+		stuck = true
+		d.loopAt.report(d.log)
+		return errors.New("the event loop or a hash job did not stop within 2 s (a hung filesystem?): exiting without flushing the database")
+	}
 	d.log.Info("narhashd stopped")
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return serveErr

@@ -14,45 +14,61 @@ import (
 // mountTable is the daemon's view of /proc/self/mountinfo. The kernel
 // flags the open file (POLLPRI) whenever a filesystem is mounted or
 // unmounted, so each query can ask, with one poll, whether to look again.
+//
+// The file is a plain descriptor, not an *os.File: the runtime's poller
+// would poll it too, and each poll takes the change flag.
 type mountTable struct {
-	f      *os.File
+	fd     int      // -1: none
 	points []string // mount points, unescaped
 }
 
 func (m *mountTable) open() error {
-	f, err := os.Open("/proc/self/mountinfo")
+	m.fd = -1
+	fd, err := unix.Open("/proc/self/mountinfo", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return &os.PathError{Op: "open", Path: "/proc/self/mountinfo", Err: err}
 	}
-	m.f = f
+	m.fd = fd
 	return m.load()
 }
 
 func (m *mountTable) close() {
-	if m.f != nil {
-		m.f.Close()
+	if m.fd >= 0 {
+		unix.Close(m.fd)
+		m.fd = -1
 	}
 }
 
 // changed reports, without blocking, whether the table changed since the
 // last call.
 func (m *mountTable) changed() bool {
-	if m.f == nil {
+	if m.fd < 0 {
 		return false
 	}
-	fds := []unix.PollFd{{Fd: int32(m.f.Fd()), Events: unix.POLLPRI}}
+	fds := []unix.PollFd{{Fd: int32(m.fd), Events: unix.POLLPRI}}
 	n, err := unix.Poll(fds, 0)
 	return err == nil && n > 0 && fds[0].Revents&(unix.POLLPRI|unix.POLLERR) != 0
 }
 
 // load reads the table again.
 func (m *mountTable) load() error {
-	if _, err := m.f.Seek(0, io.SeekStart); err != nil {
+	if _, err := unix.Seek(m.fd, 0, io.SeekStart); err != nil {
 		return err
 	}
-	b, err := io.ReadAll(m.f)
-	if err != nil {
-		return err
+	var b []byte
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := unix.Read(m.fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			break
+		}
+		b = append(b, buf[:n]...)
 	}
 	m.points = m.points[:0]
 	sc := bufio.NewScanner(bytes.NewReader(b))

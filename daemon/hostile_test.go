@@ -1,0 +1,226 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// The hostile trials use real kernel limits and mounts. They run when
+// NARHASH_HOSTILE=1 (CI sets it, as root): each runs in a child process
+// in new user and mount namespaces, so its limits and mounts touch
+// nothing outside it, except TestHostileQueueOverflow, which sets the
+// global fs.inotify.max_queued_events for the moment the daemon's inotify
+// instance is made, and restores it.
+
+func hostile(t *testing.T) {
+	t.Helper()
+	if os.Getenv("NARHASH_HOSTILE") == "" {
+		t.Skip("a hostile trial: set NARHASH_HOSTILE=1 (needs root or unprivileged user namespaces)")
+	}
+}
+
+// inNamespaces reports whether this is the child that runs the trial;
+// in the parent it runs the child and fails the test if the child fails.
+func inNamespaces(t *testing.T) bool {
+	t.Helper()
+	if os.Getenv("NARHASH_IN_NS") == t.Name() {
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			t.Fatalf("make mounts private: %v", err)
+		}
+		return true
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), "NARHASH_IN_NS="+t.Name())
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("--- PASS: "+t.Name())) {
+		t.Fatalf("the trial in its namespaces: %v\n%s", err, out)
+	}
+	return false
+}
+
+// TestHostileWatchLimit: past the real watch limit the root is degraded,
+// answered right, and said so; once the limit is raised, adding the root
+// again watches it fully.
+func TestHostileWatchLimit(t *testing.T) {
+	hostile(t)
+	if !inNamespaces(t) {
+		return
+	}
+	root := newTree(t)
+	for i := range 40 {
+		os.MkdirAll(filepath.Join(root, "many", strconv.Itoa(i)), 0o755)
+	}
+	const limit = "/proc/sys/user/max_inotify_watches"
+	if err := os.WriteFile(limit, []byte("20\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, Config{Watch: []string{root}})
+	for i := range 3 {
+		write(t, filepath.Join(root, "many", strconv.Itoa(30+i), "f"), strconv.Itoa(i))
+		if got, want := query(t, r.c, root), offline(t, root); !got.Degraded || got.Hash != want {
+			t.Fatalf("at the limit, edit %d: degraded=%v %s, want %s", i, got.Degraded, got.Hash, want)
+		}
+	}
+	st, _ := r.c.Status(context.Background())
+	if !strings.Contains(strings.Join(st.Warnings, " "), "max_user_watches") {
+		t.Errorf("status warnings %q", st.Warnings)
+	}
+	os.WriteFile(limit, []byte("100000\n"), 0o644)
+	if got, err := r.c.AddRoot(context.Background(), root); err != nil || got.Degraded {
+		t.Fatalf("added again after raising the limit: %+v, %v", got, err)
+	}
+	write(t, filepath.Join(root, "many", "39", "f"), "after")
+	if got, want := query(t, r.c, root), offline(t, root); got.Degraded || got.Hash != want || got.Source == "validated" {
+		t.Fatalf("after raising the limit: %+v, want %s from events", got, want)
+	}
+}
+
+// TestHostileMounts: a filesystem mounted inside a root degrades it
+// (answered by stat walk, said so); one mounted over the root, and the
+// root's filesystem unmounted, are followed.
+func TestHostileMounts(t *testing.T) {
+	hostile(t)
+	if !inNamespaces(t) {
+		return
+	}
+	root := newTree(t)
+	sub := filepath.Join(root, "sub")
+	os.Mkdir(sub, 0o755)
+	write(t, filepath.Join(sub, "under"), "covered by the mount")
+	r := start(t, Config{Watch: []string{root}})
+	fresh(t, r.c, root, "before mounting")
+	if err := unix.Mount("tmpfs", sub, "tmpfs", 0, "size=4m"); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(sub, "in-mount"), "1")
+	if got, want := query(t, r.c, root), offline(t, root); !got.Degraded || got.Hash != want {
+		t.Fatalf("tmpfs mounted inside: degraded=%v %s, want %s", got.Degraded, got.Hash, want)
+	}
+	write(t, filepath.Join(sub, "in-mount"), "2")
+	fresh(t, r.c, root, "edit in the mounted filesystem")
+	if err := unix.Unmount(sub, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := query(t, r.c, root), offline(t, root); got.Degraded || got.Hash != want {
+		t.Fatalf("unmounted: degraded=%v %s, want %s", got.Degraded, got.Hash, want)
+	}
+	write(t, filepath.Join(sub, "under"), "edited")
+	fresh(t, r.c, root, "edit under the former mount point")
+	// Over the root itself.
+	if err := unix.Mount("tmpfs", root, "tmpfs", 0, "size=4m"); err != nil {
+		t.Fatal(err)
+	}
+	fresh(t, r.c, root, "tmpfs mounted over the root")
+	os.Mkdir(filepath.Join(root, "d"), 0o755)
+	write(t, filepath.Join(root, "d", "f"), "on tmpfs")
+	fresh(t, r.c, root, "edit on the filesystem over the root")
+	if err := unix.Unmount(root, 0); err != nil {
+		t.Fatal(err)
+	}
+	fresh(t, r.c, root, "the root's filesystem unmounted")
+	write(t, filepath.Join(root, "after-unmount"), "x")
+	fresh(t, r.c, root, "edit after the unmount")
+}
+
+// TestHostileDiskFull: a database on a full filesystem is reported in
+// status, and answers stay right.
+func TestHostileDiskFull(t *testing.T) {
+	hostile(t)
+	if !inNamespaces(t) {
+		return
+	}
+	state := t.TempDir()
+	if err := unix.Mount("tmpfs", state, "tmpfs", 0, "size=512k"); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(state, unix.MNT_DETACH)
+	root := newTree(t)
+	r := start(t, Config{Watch: []string{root}, DB: filepath.Join(state, "cache.db")})
+	query(t, r.c, root)
+	// Fill the filesystem.
+	f, _ := os.Create(filepath.Join(state, "filler"))
+	f.Write(make([]byte, 1<<20))
+	f.Close()
+	for i := range 50 {
+		sub := filepath.Join(root, fmt.Sprint("new", i))
+		os.Mkdir(sub, 0o755)
+		write(t, filepath.Join(sub, "f"), strings.Repeat("x", i))
+		fresh(t, r.c, sub, "with the disk full")
+	}
+	r.d.call(context.Background(), func() {}) // let the writer's work land
+	st, _ := r.c.Status(context.Background())
+	if w := strings.Join(st.Warnings, " "); !strings.Contains(w, "database could not be written") {
+		t.Errorf("status warnings %q", st.Warnings)
+	}
+}
+
+// TestHostileQueueOverflow: with a real inotify queue of 64 events, a
+// burst while the loop is busy overflows it, swallowing a directory's
+// rename and the making of a new directory of its old name: both are
+// watched under their present names afterwards.
+func TestHostileQueueOverflow(t *testing.T) {
+	hostile(t)
+	if os.Getuid() != 0 {
+		t.Skip("needs root, to set fs.inotify.max_queued_events")
+	}
+	const knob = "/proc/sys/fs/inotify/max_queued_events"
+	saved, err := os.ReadFile(knob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored := false
+	restore := func() {
+		if !restored {
+			restored = true
+			if err := os.WriteFile(knob, saved, 0o644); err != nil {
+				t.Errorf("restore %s to %s: %v", knob, bytes.TrimSpace(saved), err)
+			}
+		}
+	}
+	defer restore()
+	if err := os.WriteFile(knob, []byte("64\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root := newTree(t)
+	a, b := filepath.Join(root, "a"), filepath.Join(root, "b")
+	os.MkdirAll(filepath.Join(a, "sub"), 0o755)
+	os.Mkdir(filepath.Join(root, "burst"), 0o755)
+	// The limit is read when the inotify instance is made, in New.
+	r := start(t, Config{Watch: []string{root}}, func(*Daemon) { restore() })
+	fresh(t, r.c, root, "start")
+	held, release := make(chan struct{}), make(chan struct{})
+	go r.d.call(context.Background(), func() { close(held); <-release })
+	<-held
+	for i := range 3000 {
+		os.WriteFile(filepath.Join(root, "burst", strconv.Itoa(i)), nil, 0o644)
+	}
+	os.Rename(a, b)
+	os.Mkdir(a, 0o755)
+	close(release)
+	fresh(t, r.c, root, "after the burst")
+	st, _ := r.c.Status(context.Background())
+	if st.Overflows == 0 {
+		t.Fatal("the queue did not overflow: the trial tests nothing")
+	}
+	write(t, filepath.Join(a, "f"), "in the new a")
+	fresh(t, r.c, root, "file in the new directory of the old name")
+	write(t, filepath.Join(b, "sub", "f"), "in b/sub")
+	fresh(t, r.c, root, "file in the renamed directory")
+	write(t, filepath.Join(b, "sub", "f"), "again")
+	fresh(t, r.c, root, "file in the renamed directory, again")
+}
