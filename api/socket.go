@@ -22,6 +22,8 @@ var ErrRunning = errors.New("another narhashd is running")
 // more wait in the kernel's queue until one ends.
 const MaxConns = 256
 
+var maxConns = MaxConns // for tests
+
 // Listen creates the Unix socket at path for the daemon. Its directory is
 // created 0700 if need be; an existing one must belong to this user and
 // must not be writable by others (unless sticky, like /tmp), and its mode
@@ -71,7 +73,7 @@ func Listen(path string) (net.Listener, error) {
 		l.Close()
 		return nil, err
 	}
-	return &listener{UnixListener: l, path: path, id: st, slots: make(chan struct{}, MaxConns)}, nil
+	return &listener{UnixListener: l, path: path, id: st, slots: make(chan struct{}, maxConns)}, nil
 }
 
 // checkDir checks a socket's directory: a directory owned by this user
@@ -140,8 +142,8 @@ func (c *conn) Close() error {
 	return err
 }
 
-// Timeouts of the server NewServer makes.
-const (
+// Timeouts of the server NewServer makes (variables for tests).
+var (
 	readTimeout  = 10 * time.Second // to read a request
 	idleTimeout  = 60 * time.Second // between requests on a kept-alive connection
 	writeTimeout = 30 * time.Second // for each line of a subscription

@@ -82,3 +82,27 @@ func TestClientRefusesUntrusted(t *testing.T) {
 	default:
 	}
 }
+
+// TestListenCloseTwice: a listener closed twice (http.Server.Serve closes
+// it again when it returns) leaves another socket made at its path alone,
+// even one that reuses its inode number (the cause of a flaky TestListen).
+func TestListenCloseTwice(t *testing.T) {
+	for i := range 50 {
+		sock := filepath.Join(t.TempDir(), "s.sock")
+		l, err := Listen(sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Close()
+		other, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		other.SetUnlinkOnClose(false)
+		l.Close()
+		if _, err := os.Lstat(sock); err != nil {
+			t.Fatalf("round %d: the second Close removed another socket at the path", i)
+		}
+		other.Close()
+	}
+}

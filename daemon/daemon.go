@@ -266,10 +266,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 // callTimeout bounds a request's wait for the loop to take its call: past
 // it the loop is stuck, which is a bug, and the request fails saying so
 // rather than hang.
-const callTimeout = 10 * time.Second
+var callTimeout = 10 * time.Second
 
 // errStuck is the answer when the loop does not take a call.
-var errStuck = api.Errorf(http.StatusServiceUnavailable, "narhashd's event loop did not answer within %v (a bug: please report it with the daemon's log, which has the stacks); restart narhashd", callTimeout)
+func errStuck() error {
+	return api.Errorf(http.StatusServiceUnavailable, "narhashd's event loop did not answer within %v (a bug: please report it with the daemon's log, which has the stacks); restart narhashd", callTimeout)
+}
 
 // call runs fn on the loop and waits for it; false if the daemon stopped,
 // ctx ended or the loop is stuck (the watchdog logs it).
@@ -289,7 +291,7 @@ func (d *Daemon) callErr(ctx context.Context, fn func()) error {
 		return errStopped
 	case <-stuck.C:
 		d.loopAt.report(d.log)
-		return errStuck
+		return errStuck()
 	}
 	select {
 	case <-done:
