@@ -87,7 +87,7 @@ func hashes(t *testing.T, bin, root string, git bool) [3]string {
 // runNvim runs testdata/init.lua in a headless Neovim, showing view
 // ("dir", "git", or "auto" in a git worktree) of root and editing the
 // file edit, and checks and returns what it saw.
-func runNvim(t *testing.T, bin, root, socket, view, edit string) result {
+func runNvim(t *testing.T, bin, root, socket, view, edit string, env ...string) result {
 	t.Helper()
 	git := view != "dir"
 	wantView := map[bool]string{false: "dir", true: "git"}[git]
@@ -127,6 +127,7 @@ func runNvim(t *testing.T, bin, root, socket, view, edit string) result {
 		"NARHASH_TEST_PLUGIN="+plugin, "NARHASH_TEST_BIN="+filepath.Join(bin, "narhash"),
 		"NARHASH_TEST_ROOT="+root, "NARHASH_TEST_OUT="+outFile, "NARHASHD_SOCKET="+socket,
 		"NARHASH_TEST_VIEW="+view, "NARHASH_TEST_EDIT="+edit, "NARHASH_TEST_TEXT="+text, "NARHASH_TEST_AFTER="+want[0])
+	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.CombinedOutput()
 	var r result
 	b, rerr := os.ReadFile(outFile)
@@ -139,10 +140,14 @@ func runNvim(t *testing.T, bin, root, socket, view, edit string) result {
 	if after := hashes(t, bin, root, git); after != want {
 		t.Fatalf("the tree's hash after Neovim wrote %s is %s, want %s (as made by the test)", edit, after[0], want[0])
 	}
-	if len(r.Steps) != 2 {
-		t.Fatalf("nvim recorded %d steps, want 2: %+v", len(r.Steps), r)
+	wants := [][3]string{before, want}
+	if len(r.Steps) == 3 { // the daemon came while it ran
+		wants = [][3]string{before, before, want}
 	}
-	for i, want := range [][3]string{before, want} {
+	if len(r.Steps) != len(wants) {
+		t.Fatalf("nvim recorded %d steps, want %d: %+v", len(r.Steps), len(wants), r)
+	}
+	for i, want := range wants {
 		s := r.Steps[i]
 		if got := [3]string{s.SRI, s.Nix32, s.Base16}; got != want {
 			t.Errorf("%s: the plugin's hash is %q, the tree's %q", s.Name, got, want)
@@ -285,4 +290,20 @@ func TestPluginGitNoDaemon(t *testing.T) {
 	bin := needNvim(t)
 	base, root := gitProject(t)
 	checkSource(t, runNvim(t, bin, root, filepath.Join(base, "nothing", "here.sock"), "auto", "tracked.txt"), false)
+}
+
+// TestPluginDaemonComes: the plugin starts without narhashd, shows the
+// offline hash, and goes live once narhashd starts (its retry finds it),
+// then follows the write.
+func TestPluginDaemonComes(t *testing.T) {
+	bin := needNvim(t)
+	base, root := tree(t)
+	sock := filepath.Join(base, "run", "narhashd.sock")
+	argv, _ := json.Marshal([]string{filepath.Join(bin, "narhashd"), "--socket", sock, "--db", filepath.Join(base, "state", "cache.db")})
+	r := runNvim(t, bin, root, sock, "dir", "edited-in-nvim.txt", "NARHASH_TEST_DAEMON="+string(argv), "NARHASH_TEST_RETRY_MS=50")
+	if len(r.Steps) != 3 {
+		t.Fatalf("steps %+v; want first, daemon came, after write", r.Steps)
+	}
+	checkSource(t, result{Steps: r.Steps[:1]}, false)
+	checkSource(t, result{Steps: r.Steps[1:]}, true)
 }

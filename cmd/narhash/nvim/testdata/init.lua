@@ -28,7 +28,12 @@ end
 
 local ok, err = pcall(function()
   local nh = require('narhash')
-  nh.setup({ cmd = env.NARHASH_TEST_BIN, format = 'nix32', view = env.NARHASH_TEST_VIEW, retry_ms = 0 })
+  nh.setup({
+    cmd = env.NARHASH_TEST_BIN,
+    format = 'nix32',
+    view = env.NARHASH_TEST_VIEW,
+    retry_ms = tonumber(env.NARHASH_TEST_RETRY_MS or '0'),
+  })
   nh.start(env.NARHASH_TEST_ROOT)
   if not vim.wait(deadline, function()
     return nh.hash() ~= nil
@@ -37,6 +42,19 @@ local ok, err = pcall(function()
   end
   step('first')
   out.messages_before = vim.fn.execute('messages')
+  if env.NARHASH_TEST_DAEMON then
+    -- narhashd starts only now: the plugin's retry finds it and goes live.
+    local d = vim.fn.jobstart(vim.fn.json_decode(env.NARHASH_TEST_DAEMON))
+    if d <= 0 then
+      error('cannot start narhashd: ' .. env.NARHASH_TEST_DAEMON)
+    end
+    if not vim.wait(deadline, function()
+      return nh.info().source == 'daemon'
+    end, 5) then
+      error('the plugin did not find narhashd within ' .. deadline .. ' ms: ' .. vim.inspect(nh.info()))
+    end
+    step('daemon came')
+  end
 
   -- :NarhashCopy and :NarhashInsert give the SRI hash.
   vim.cmd('NarhashCopy a')
