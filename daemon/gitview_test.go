@@ -34,12 +34,13 @@ func offlineGit(t *testing.T, path string) string {
 
 // gitOp makes one random change of a worktree: edit a tracked file, add
 // a new one, git rm --cached one, commit, check out the other branch,
-// chmod, or change only what the view leaves out (untracked and ignored
-// files, .git's objects by a git gc). It says what it did.
+// rebase onto it, chmod, or change only what the view leaves out
+// (untracked and ignored files, .git's objects by a git gc). It says what
+// it did.
 func gitOp(rng *rand.Rand, r *gittest.Repo, i int, branches [2]string) string {
 	tracked := strings.Split(strings.TrimSuffix(r.Git("ls-files", "-z"), "\x00"), "\x00")
 	f := tracked[rng.IntN(len(tracked))]
-	switch rng.IntN(9) {
+	switch rng.IntN(10) {
 	case 0:
 		data := fmt.Sprintf("edit %d\n", i)
 		if f == "flake.nix" { // still a flake, for Nix
@@ -84,6 +85,18 @@ func gitOp(rng *rand.Rand, r *gittest.Repo, i int, branches [2]string) string {
 	case 7:
 		r.Write(fmt.Sprintf("build/out %d", i), "ignored\n", 0o755)
 		return "ignored"
+	case 8:
+		r.Git("add", "-A")
+		r.Git("commit", "-qm", fmt.Sprint(i), "--allow-empty")
+		other := branches[0]
+		if strings.TrimSpace(r.Git("branch", "--show-current")) == other {
+			other = branches[1]
+		}
+		if gittest.Command(r.Dir, r.Env, "git", "rebase", "-q", other).Run() != nil {
+			r.Git("rebase", "--abort")
+			return "rebase onto " + other + " (aborted: a conflict)"
+		}
+		return "rebase onto " + other
 	default:
 		r.Git("gc", "-q")
 		return "gc"
@@ -119,6 +132,7 @@ func TestGitViewFreshness(t *testing.T) {
 	lr := &gittest.Repo{T: t, Dir: linked, Env: r.Env}
 	lr.Git("branch", "linked-other")
 	stale, nixChecks := 0, 0
+	ops := map[string]int{} // what the trials did, by kind
 	for _, c := range []struct {
 		name     string
 		repo     *gittest.Repo
@@ -140,6 +154,8 @@ func TestGitViewFreshness(t *testing.T) {
 					c.repo.Git("add", "--", filepath.Join(filepath.Base(c.query), "keep"))
 				}
 				did := gitOp(rng, c.repo, i, c.branches)
+				kind, _, _ := strings.Cut(did, " ")
+				ops[kind]++
 				got, err := d.c.HashView(context.Background(), c.query, api.ViewGit, "", false)
 				if err != nil {
 					if strings.Contains(err.Error(), "tracks nothing") {
@@ -166,7 +182,7 @@ func TestGitViewFreshness(t *testing.T) {
 			}
 		})
 	}
-	t.Logf("%d trials of each of 3 views, %d stale answers; %d answers checked against nix flake metadata too", trials, stale, nixChecks)
+	t.Logf("%d trials of each of 3 views (%v), %d stale answers; %d answers checked against nix flake metadata too", trials, ops, stale, nixChecks)
 }
 
 func haveNix() bool {

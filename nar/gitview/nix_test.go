@@ -358,14 +358,16 @@ func TestLinkedWorktreeAgreesWithNix(t *testing.T) {
 }
 
 // TestSubdirectoryAgreesWithNix: the view of a directory inside the
-// worktree is that directory inside the source Nix copies.
+// worktree is that directory inside the source Nix copies; and nix flake
+// metadata of a flake in that directory hashes the whole worktree.
 func TestSubdirectoryAgreesWithNix(t *testing.T) {
 	gittest.NeedNix(t)
 	r := gittest.Init(t, filepath.Join(nartest.TempDir(t), "repo"), t.TempDir())
 	base(r)
 	r.Write("src/untracked", "u\n", 0o644)
 	r.Write("src/staged", "s\n", 0o644)
-	r.Git("add", "src/staged")
+	r.Write("src/flake.nix", "{ outputs = { self }: { }; }\n", 0o644)
+	r.Git("add", "src/staged", "src/flake.nix")
 	src := gittest.Metadata(t, r.Dir, r.Env).Path
 	want := strings.TrimSpace(gittest.Run(t, r.Dir, r.Env, "nix", "--extra-experimental-features", "nix-command",
 		"hash", "path", "--type", "sha256", filepath.Join(src, "src")))
@@ -374,6 +376,9 @@ func TestSubdirectoryAgreesWithNix(t *testing.T) {
 		if got := viewOf(t, dir); got.NARHash != want || got.Path != wantPath {
 			t.Errorf("git view of %s: %s %s, Nix's copy of it %s %s", dir, got.NARHash, got.Path, want, wantPath)
 		}
+	}
+	if sub, top := gittest.Metadata(t, filepath.Join(r.Dir, "src"), r.Env), viewOf(t, r.Dir); sub != top {
+		t.Errorf("nix flake metadata src: %s %s, the git view of the worktree's top: %s %s", sub.NARHash, sub.Path, top.NARHash, top.Path)
 	}
 }
 
