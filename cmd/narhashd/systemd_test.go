@@ -223,35 +223,52 @@ func TestNotifyReady(t *testing.T) {
 	}
 }
 
-// TestInstallUnits: the units install-units writes start this binary, and
+// TestInstallUnits: the units install-units writes start this binary,
+// wherever it is (a path with a space, % and $ is quoted), and
 // systemd-analyze finds nothing wrong with them.
 func TestInstallUnits(t *testing.T) {
-	bin := narhashdBinary(t)
-	dir := t.TempDir()
-	out, err := exec.Command(bin, "install-units", "--dir", dir).CombinedOutput()
-	if err != nil {
-		t.Fatalf("install-units: %v: %s", err, out)
-	}
-	service, err := os.ReadFile(filepath.Join(dir, "narhashd.service"))
+	built := narhashdBinary(t)
+	self, err := os.ReadFile(built)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(service), "\nExecStart="+bin+"\n") || !strings.Contains(string(service), "\nType=notify\n") {
-		t.Fatalf("narhashd.service does not start %s with Type=notify:\n%s", bin, service)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "narhashd.socket")); err != nil {
+	odd := filepath.Join(t.TempDir(), "my bin 100% $HOME", "narhashd")
+	if err := os.MkdirAll(filepath.Dir(odd), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	analyze, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		t.Skip("systemd-analyze not installed (Debian: apt-get install systemd): the units are not verified")
+	if err := os.WriteFile(odd, self, 0o755); err != nil {
+		t.Fatal(err)
 	}
-	rt := t.TempDir() // systemd-analyze --user wants a runtime directory, not a running systemd
-	cmd := exec.Command(analyze, "verify", "--user", "--man=no", "narhashd.socket", "narhashd.service")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+rt)
-	out, err = cmd.CombinedOutput()
-	if err != nil || len(out) > 0 {
-		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	for _, tc := range []struct{ bin, execStart string }{
+		{built, built},
+		{odd, `"` + strings.ReplaceAll(odd, "%", "%%") + `"`},
+	} {
+		dir := t.TempDir()
+		out, err := exec.Command(tc.bin, "install-units", "--dir", dir).CombinedOutput()
+		if err != nil {
+			t.Fatalf("install-units: %v: %s", err, out)
+		}
+		service, err := os.ReadFile(filepath.Join(dir, "narhashd.service"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(service), "\nExecStart="+tc.execStart+"\n") || !strings.Contains(string(service), "\nType=notify\n") {
+			t.Fatalf("narhashd.service does not start %s with Type=notify:\n%s", tc.execStart, service)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "narhashd.socket")); err != nil {
+			t.Fatal(err)
+		}
+		analyze, err := exec.LookPath("systemd-analyze")
+		if err != nil {
+			t.Skip("systemd-analyze not installed (Debian: apt-get install systemd): the units are not verified")
+		}
+		rt := t.TempDir() // systemd-analyze --user wants a runtime directory, not a running systemd
+		cmd := exec.Command(analyze, "verify", "--user", "--man=no", "narhashd.socket", "narhashd.service")
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+rt)
+		out, err = cmd.CombinedOutput()
+		if err != nil || len(out) > 0 {
+			t.Fatalf("systemd-analyze verify of the units for %s: %v\n%s", tc.bin, err, out)
+		}
 	}
 }

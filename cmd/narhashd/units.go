@@ -102,11 +102,12 @@ func selfPath() (string, error) {
 	return exe, nil
 }
 
-// quoteExec quotes a path for ExecStart= if it needs it (systemd.syntax(7)):
-// spaces and quotes are quoted, and % and $ doubled so they are not expanded.
+// quoteExec quotes the command path of ExecStart= if it needs it
+// (systemd.syntax(7)): spaces and quotes are quoted, and % doubled so that
+// it is not a specifier. $ is left alone: systemd substitutes variables in
+// the arguments only, so it does not undouble $$ in the command path.
 func quoteExec(p string) string {
 	p = strings.ReplaceAll(p, "%", "%%")
-	p = strings.ReplaceAll(p, "$", "$$")
 	if !strings.ContainsAny(p, " \t\"'\\") {
 		return p
 	}
