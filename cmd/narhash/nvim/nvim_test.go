@@ -141,8 +141,8 @@ func runNvim(t *testing.T, bin, root, socket, view, edit string, env ...string) 
 		t.Fatalf("the tree's hash after Neovim wrote %s is %s, want %s (as made by the test)", edit, after[0], want[0])
 	}
 	wants := [][3]string{before, want}
-	if len(r.Steps) == 3 { // the daemon came while it ran
-		wants = [][3]string{before, before, want}
+	if len(r.Steps) == 4 { // the daemon came, then went, while it ran
+		wants = [][3]string{before, before, want, want}
 	}
 	if len(r.Steps) != len(wants) {
 		t.Fatalf("nvim recorded %d steps, want %d: %+v", len(r.Steps), len(wants), r)
@@ -293,17 +293,19 @@ func TestPluginGitNoDaemon(t *testing.T) {
 }
 
 // TestPluginDaemonComes: the plugin starts without narhashd, shows the
-// offline hash, and goes live once narhashd starts (its retry finds it),
-// then follows the write.
+// offline hash, goes live once narhashd starts (its retry finds it),
+// follows the write, and falls back to the offline hash when narhashd
+// stops.
 func TestPluginDaemonComes(t *testing.T) {
 	bin := needNvim(t)
 	base, root := tree(t)
 	sock := filepath.Join(base, "run", "narhashd.sock")
 	argv, _ := json.Marshal([]string{filepath.Join(bin, "narhashd"), "--socket", sock, "--db", filepath.Join(base, "state", "cache.db")})
 	r := runNvim(t, bin, root, sock, "dir", "edited-in-nvim.txt", "NARHASH_TEST_DAEMON="+string(argv), "NARHASH_TEST_RETRY_MS=50")
-	if len(r.Steps) != 3 {
-		t.Fatalf("steps %+v; want first, daemon came, after write", r.Steps)
+	if len(r.Steps) != 4 {
+		t.Fatalf("steps %+v; want first, daemon came, after write, daemon went", r.Steps)
 	}
 	checkSource(t, result{Steps: r.Steps[:1]}, false)
-	checkSource(t, result{Steps: r.Steps[1:]}, true)
+	checkSource(t, result{Steps: r.Steps[1:3]}, true)
+	checkSource(t, result{Steps: r.Steps[3:]}, false)
 }

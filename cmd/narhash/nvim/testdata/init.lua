@@ -26,6 +26,7 @@ local function step(name)
   })
 end
 
+local daemon -- the job id of narhashd, when this script starts it
 local ok, err = pcall(function()
   local nh = require('narhash')
   nh.setup({
@@ -44,8 +45,8 @@ local ok, err = pcall(function()
   out.messages_before = vim.fn.execute('messages')
   if env.NARHASH_TEST_DAEMON then
     -- narhashd starts only now: the plugin's retry finds it and goes live.
-    local d = vim.fn.jobstart(vim.fn.json_decode(env.NARHASH_TEST_DAEMON))
-    if d <= 0 then
+    daemon = vim.fn.jobstart(vim.fn.json_decode(env.NARHASH_TEST_DAEMON))
+    if daemon <= 0 then
       error('cannot start narhashd: ' .. env.NARHASH_TEST_DAEMON)
     end
     if not vim.wait(deadline, function()
@@ -76,6 +77,16 @@ local ok, err = pcall(function()
     error('the hash did not become ' .. env.NARHASH_TEST_AFTER .. ' within ' .. deadline .. ' ms of the write: ' .. vim.inspect(nh.info()))
   end
   step('after write')
+  if daemon then
+    -- narhashd stops: the plugin falls back to the offline hash, quietly.
+    vim.fn.jobstop(daemon)
+    if not vim.wait(deadline, function()
+      return nh.info().source == 'offline' and nh.info().note == 'no daemon' and nh.hash() ~= nil
+    end, 5) then
+      error('the plugin did not notice narhashd stopped within ' .. deadline .. ' ms: ' .. vim.inspect(nh.info()))
+    end
+    step('daemon went')
+  end
   out.messages = vim.fn.execute('messages')
 end)
 out.error = ok and '' or tostring(err)

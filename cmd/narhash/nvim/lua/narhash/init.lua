@@ -182,7 +182,7 @@ local function subscribe(gen)
       data[1] = partial .. data[1]
       partial = table.remove(data)
       for i = #data, 1, -1 do
-        if data[i] ~= '' then
+        if data[i]:match('^sha256%-[%w+/=]+$') then
           state.hash, state.source, state.note, state.err = data[i], 'daemon', nil, nil
           redraw()
           break
