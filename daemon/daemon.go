@@ -112,6 +112,7 @@ type Daemon struct {
 	trackIdx    pathTrie[*tracked]
 	gitTracked  map[string]*tracked // git views asked for (gitview.go)
 	gitIdx      pathTrie[*tracked]
+	gitWatches  map[string]int        // git directories watched for git views, and for how many
 	dirty       map[*tracked]struct{} // waiting for their debounce
 	maxTracked  int
 	watches     map[int32]*dirWatch
@@ -157,7 +158,7 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	d := &Daemon{
 		cfg: cfg, log: cfg.Logger, store: store, in: in, started: time.Now(),
-		roots: map[string]*root{}, tracked: map[string]*tracked{}, gitTracked: map[string]*tracked{}, dirty: map[*tracked]struct{}{}, maxTracked: maxTracked,
+		roots: map[string]*root{}, tracked: map[string]*tracked{}, gitTracked: map[string]*tracked{}, gitWatches: map[string]int{}, dirty: map[*tracked]struct{}{}, maxTracked: maxTracked,
 		watches: map[int32]*dirWatch{},
 		calls:   make(chan func()), stopped: make(chan struct{}), jobs: make(chan *job), results: make(chan *job, cfg.Workers),
 		saves: make(chan cache.Item, 1024), deletes: make(chan string, 1024), inject: make(chan []inEvent, 1),

@@ -33,9 +33,10 @@ import (
 // gitState is what a tracked git view knows besides its entry. Owned by
 // the loop.
 type gitState struct {
-	repo  gitview.Repo // the worktree, once a job has found it
-	sig   gitSig       // of the git files the entry's job read
-	known bool         // repo and sig are set
+	repo    gitview.Repo // the worktree, once a job has found it
+	sig     gitSig       // of the git files the entry's job read
+	known   bool         // repo and sig are set
+	watched []string     // the git directories watched for it (watchGit)
 }
 
 // gitSig is the stat of the files under the git directory that the view
@@ -126,6 +127,48 @@ func runGit(j *job) {
 // computed from the git files as they are now. On the loop.
 func (t *tracked) gitCurrent() bool {
 	return t.git == nil || t.git.known && readGitSig(t.git.repo) == t.git.sig
+}
+
+// watchGit watches the git directory of t's worktree and its common
+// directory (not what is below them: the index, HEAD and packed-refs are
+// at their top), so that a subscriber hears of a git add even when they
+// are outside every root. Their events touch t (touchGit). On the loop.
+func (d *Daemon) watchGit(t *tracked) {
+	if t.git.watched != nil {
+		return
+	}
+	t.git.watched = []string{t.git.repo.GitDir}
+	if t.git.repo.CommonDir != t.git.repo.GitDir {
+		t.git.watched = append(t.git.watched, t.git.repo.CommonDir)
+	}
+	for _, dir := range t.git.watched {
+		d.gitWatches[dir]++
+		if _, ok := d.watchPaths.get(dir); ok {
+			continue // in a root, or watched for another view
+		}
+		f, err := d.addWatch(dir)
+		if f != nil {
+			f.Close()
+		}
+		if err != nil {
+			d.log.Warn("cannot watch a git directory: subscribers to its git views hear of index changes only with the next change of a file", "path", dir, "err", err)
+		}
+	}
+}
+
+// unwatchGit undoes watchGit for a git view no longer tracked: a git
+// directory no other view needs, outside every root, is no longer watched.
+func (d *Daemon) unwatchGit(t *tracked) {
+	for _, dir := range t.git.watched {
+		if d.gitWatches[dir]--; d.gitWatches[dir] > 0 {
+			continue
+		}
+		delete(d.gitWatches, dir)
+		if w, ok := d.watchPaths.get(dir); ok && !d.needed(dir) {
+			d.dropWatch(w, false)
+		}
+	}
+	t.git.watched = nil
 }
 
 // maxGitTracked bounds the git views tracked; past it the least recently

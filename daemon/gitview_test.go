@@ -191,26 +191,35 @@ func haveNix() bool {
 }
 
 // TestGitViewSubscribe: a subscriber to a git view hears of a git add of
-// a file that was already there, a change of the index alone.
+// a file that was already there, a change of the index alone, whether the
+// git directory is in the watched root (the worktree's top) or not (a
+// linked worktree watched alone).
 func TestGitViewSubscribe(t *testing.T) {
 	r := newGitRepo(t)
-	r.Write("later", "untracked for now\n", 0o644)
-	d := start(t, Config{Watch: []string{r.Dir}})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	got := make(chan string, 16)
-	go d.c.SubscribeView(ctx, r.Dir, api.ViewGit, "", func(h api.HashResult) error { got <- h.Hash; return nil })
-	first := next(t, got)
-	if want := offlineGit(t, r.Dir); first != want {
-		t.Fatalf("first line %s, want %s", first, want)
-	}
-	r.Git("add", "later")
-	want := offlineGit(t, r.Dir)
-	if want == first {
-		t.Fatal("git add did not change the view")
-	}
-	if h := next(t, got); h != want {
-		t.Errorf("after git add: %s, want %s", h, want)
+	linked := filepath.Join(filepath.Dir(r.Dir), "linked")
+	r.Git("worktree", "add", "-q", "-b", "linked", linked)
+	for _, dir := range []string{r.Dir, linked} {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			wt := &gittest.Repo{T: t, Dir: dir, Env: r.Env}
+			wt.Write("later", "untracked for now\n", 0o644)
+			d := start(t, Config{Watch: []string{dir}})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			got := make(chan string, 16)
+			go d.c.SubscribeView(ctx, dir, api.ViewGit, "", func(h api.HashResult) error { got <- h.Hash; return nil })
+			first := next(t, got)
+			if want := offlineGit(t, dir); first != want {
+				t.Fatalf("first line %s, want %s", first, want)
+			}
+			wt.Git("add", "later")
+			want := offlineGit(t, dir)
+			if want == first {
+				t.Fatal("git add did not change the view")
+			}
+			if h := next(t, got); h != want {
+				t.Errorf("after git add: %s, want %s", h, want)
+			}
+		})
 	}
 }
 

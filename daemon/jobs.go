@@ -192,7 +192,11 @@ func (d *Daemon) onResult(j *job) {
 	changed := t.entry == nil || t.entry.Hash != e.Hash
 	t.entry, t.entryGen, t.verified, t.err = &e, j.gen, true, nil
 	if t.git != nil {
-		*t.git = gitState{repo: j.gitRepo, sig: j.gitSig, known: true}
+		if t.git.watched != nil && t.git.repo != j.gitRepo {
+			d.unwatchGit(t) // the worktree moved
+		}
+		t.git.repo, t.git.sig, t.git.known = j.gitRepo, j.gitSig, true
+		d.watchGit(t)
 	} else {
 		d.save(cache.Item{Path: t.path, Entry: e})
 	}

@@ -123,6 +123,7 @@ func (d *Daemon) untrack(t *tracked, err error) {
 	}
 	t.subs = nil
 	if t.git != nil {
+		d.unwatchGit(t)
 		delete(d.gitTracked, t.path)
 		d.gitIdx.delete(t.path)
 	} else {
