@@ -15,14 +15,14 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
+
+	"github.com/spf13/pflag"
 
 	"github.com/narhash/narhash/api"
 	"github.com/narhash/narhash/daemon"
@@ -34,11 +34,6 @@ func main() {
 	stop()
 	os.Exit(code)
 }
-
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
-func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
 
 const usage = `Usage: narhashd [flags]
        narhashd install-units [--dir DIR]
@@ -58,25 +53,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "install-units" {
 		return installUnits(args[1:], stdout, stderr)
 	}
-	fs := flag.NewFlagSet("narhashd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := pflag.NewFlagSet("narhashd", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.SortFlags = false
 	var cfg daemon.Config
-	var watch multiFlag
-	fs.Var(&watch, "watch", "watch `PATH` (repeatable; roots added by clients are remembered too)")
-	fs.StringVar(&cfg.Socket, "socket", api.DefaultSocket(), "the Unix `socket` to listen on ($NARHASHD_SOCKET); ignored under socket activation")
-	fs.StringVar(&cfg.DB, "db", daemon.DefaultDB(), "the `database` file")
-	fs.IntVar(&cfg.Workers, "workers", 0, "hash jobs at once (default: the number of CPUs)")
-	level := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	var watch []string
+	fs.StringArrayVar(&watch, "watch", nil, "watch `PATH` (repeatable; roots added by clients are remembered too)")
+	fs.StringVar(&cfg.Socket, "socket", api.DefaultSocket(), "the Unix `SOCKET` to listen on ($NARHASHD_SOCKET); ignored under socket activation")
+	fs.StringVar(&cfg.DB, "db", daemon.DefaultDB(), "the `DATABASE` file")
+	fs.IntVar(&cfg.Workers, "workers", 0, "run `N` hash jobs at once (default: the number of CPUs)")
+	level := fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error")
 	version := fs.Bool("version", false, "print the version and exit")
-	fs.Usage = func() {} // -h prints the help on stdout, a bad flag one line on stderr
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usage)
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
+		if errors.Is(err, pflag.ErrHelp) {
+			fmt.Fprint(stdout, usage, fs.FlagUsages())
 			return 0
 		}
-		fmt.Fprintln(stderr, "Run 'narhashd -h' for help.")
+		fmt.Fprintf(stderr, "narhashd: %v\nRun 'narhashd -h' for help.\n", err)
 		return 2
 	}
 	if *version {

@@ -172,7 +172,7 @@ func TestFlags(t *testing.T) {
 		{[]string{"install-units", "extra"}, 2, "", `unexpected argument "extra"`},
 		{[]string{"stray"}, 2, "", "did you mean --watch stray"},
 		{[]string{"--log-level", "loud"}, 2, "", "--log-level"},
-		{[]string{"--no-such"}, 2, "", "flag provided but not defined: -no-such\nRun 'narhashd -h' for help.\n"},
+		{[]string{"--no-such"}, 2, "", "narhashd: unknown flag: --no-such\nRun 'narhashd -h' for help.\n"},
 	} {
 		var out, errb strings.Builder
 		code := run(context.Background(), tc.args, &out, &errb)

@@ -3,13 +3,14 @@ package main
 import (
 	_ "embed"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/spf13/pflag"
 )
 
 var (
@@ -26,12 +27,11 @@ var execStart = regexp.MustCompile(`(?m)^ExecStart=narhashd$`)
 // systemd looks a bare command name up in its own fixed path list, not
 // in $PATH, so ~/go/bin/narhashd would not be found.
 func installUnits(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("narhashd install-units", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := pflag.NewFlagSet("narhashd install-units", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
 	dir := fs.String("dir", defaultUnitDir(), "write the units into `DIR`")
-	fs.Usage = func() {} // -h prints the help on stdout, a bad flag one line on stderr
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
+		if errors.Is(err, pflag.ErrHelp) {
 			fmt.Fprint(stdout, `Usage: narhashd install-units [--dir DIR]
 
 Writes narhashd.socket and narhashd.service into DIR, with ExecStart set to
@@ -40,12 +40,10 @@ this narhashd's own path. Then start it with:
   systemctl --user enable --now narhashd.socket
 
 Flags:
-`)
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
+`, fs.FlagUsages())
 			return 0
 		}
-		fmt.Fprintln(stderr, "Run 'narhashd install-units -h' for help.")
+		fmt.Fprintf(stderr, "narhashd install-units: %v\nRun 'narhashd install-units -h' for help.\n", err)
 		return 2
 	}
 	if fs.NArg() > 0 {
