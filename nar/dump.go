@@ -2,6 +2,7 @@ package nar
 
 import (
 	"context"
+	"encoding"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +34,23 @@ type DumpOptions struct {
 	// entries it selects (see [Selection]), as Nix restricts the copy
 	// of a git worktree to its tracked files.
 	Select *Selection
+	// Checkpoints, if not nil, gets the dump's checkpoints appended (see
+	// [Checkpoint]): one at the first entry boundary every
+	// Checkpoints.Every bytes of archive. dst must then be a hash whose
+	// state can be saved (encoding.BinaryMarshaler), such as SHA-256.
+	// Those it held are dropped first; with From, only those at or after
+	// From: give the dump a Clone of the Checkpoints From is one of.
+	Checkpoints *Checkpoints
+	// From, if not nil, resumes the dump at a checkpoint that an
+	// earlier dump of the same path into the same kind of hash took:
+	// dst's state is restored (it must be an encoding.BinaryUnmarshaler)
+	// and only the entries from From.Path on are read. The caller
+	// vouches that no entry before From.Path in NAR order changed since
+	// that dump read it; a watcher that saw no event for such a path
+	// can. The result, Size, Fingerprint and counts included, is then
+	// that of a full dump of the tree as it is. Neither Checkpoints nor
+	// From can be used with Select.
+	From *Checkpoint
 }
 
 // Progress counts a dump's progress. Read it from any goroutine.
@@ -52,6 +70,10 @@ type DumpResult struct {
 	Size        int64 // bytes of NAR written
 	Fingerprint Fingerprint
 	DumpStats
+	// Since is when the dump began, or for a resumed dump when the
+	// earliest dump that read part of the tree began: the moment to
+	// give Fingerprint.Racy.
+	Since time.Time
 }
 
 // Dump writes the NAR serialisation of the file, directory or symlink at
@@ -78,16 +100,25 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 	if opt != nil && opt.Readers > 0 {
 		readers = opt.Readers
 	}
+	start := time.Now()
+	e := &emitter{dst: dst, fp: newFingerprinter()}
+	var from *Checkpoint
+	if opt != nil {
+		e.progress, from = opt.Progress, opt.From
+		if err := e.setup(opt, start); err != nil {
+			return DumpResult{}, fmt.Errorf("dump %s: %w", path, err)
+		}
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
 	p := &pipeline{
-		racyBefore: time.Now().Add(-racyMargin).UnixNano(),
+		racyBefore: start.Add(-racyMargin).UnixNano(),
 		order:      make(chan *batch, batchesInFlight),
 		work:       make(chan *batch, batchesInFlight),
 		free:       make(chan *batch, batchesInFlight),
 	}
-	w := &walker{ctx: ctx, root: path, p: p}
+	w := &walker{ctx: ctx, root: path, p: p, from: from}
 	if opt != nil {
 		w.sel = opt.Select
 	}
@@ -117,10 +148,6 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 		})
 	}
 
-	e := &emitter{dst: dst, fp: newFingerprinter()}
-	if opt != nil {
-		e.progress = opt.Progress
-	}
 	err := e.run(ctx, p)
 	if err == nil && walkErr != nil {
 		// The walker failed without getting its error into the order
@@ -151,7 +178,13 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 	if err != nil {
 		return DumpResult{}, err
 	}
-	return DumpResult{Size: e.off, Fingerprint: e.fp.sum(), DumpStats: e.count}, nil
+	since := start
+	if e.cp != nil {
+		since = time.Unix(0, e.cp.since)
+	} else if from != nil {
+		since = time.Unix(0, min(start.UnixNano(), from.since))
+	}
+	return DumpResult{Size: e.off, Fingerprint: e.fp.sum(), DumpStats: e.count, Since: since}, nil
 }
 
 // batchPool keeps batches, with their arenas, from one dump to the next.
@@ -168,6 +201,34 @@ type emitter struct {
 	progress *Progress
 	shown    struct{ Entries, Bytes int64 } // already added to progress
 	held     []*batch                       // written, not yet given back
+	cp       *checkpointer                  // nil: no checkpoints taken
+}
+
+// setup prepares the emitter for opt's checkpoints and resume point.
+func (e *emitter) setup(opt *DumpOptions, start time.Time) error {
+	if opt.Select != nil && (opt.Checkpoints != nil || opt.From != nil) {
+		return errors.New("nar: a dump with a Selection takes no checkpoints and cannot resume")
+	}
+	if c := opt.Checkpoints; c != nil {
+		m, ok := e.dst.(encoding.BinaryMarshaler)
+		if !ok {
+			return errors.New("nar: checkpoints need a destination whose state can be saved (encoding.BinaryMarshaler), such as a SHA-256 hash")
+		}
+		e.cp = &checkpointer{to: c, next: c.every(), state: m,
+			racyFrom: start.Add(-racyMargin).UnixNano(), since: start.UnixNano()}
+		if opt.From != nil {
+			c.resumeFrom(opt.From)
+		} else {
+			c.list = nil
+		}
+	}
+	if opt.From != nil {
+		if err := checkResumable(opt.From); err != nil {
+			return err
+		}
+		return e.resume(opt.From)
+	}
+	return nil
 }
 
 // releaseBatches is how many written batches the writer gathers before it
@@ -209,6 +270,7 @@ func (e *emitter) run(ctx context.Context, p *pipeline) error {
 func (e *emitter) batch(ctx context.Context, b *batch) (waited bool, err error) {
 	done := 0
 	written, ready := 0, 0 // arena bytes written, and framed by the items so far
+	afterStream := false   // the previous item was a streamed file
 	// wait waits until more than n items are ready, or the whole batch
 	// (n == len(b.items)), writing what is ready in the meantime.
 	wait := func(n int) error {
@@ -242,8 +304,21 @@ func (e *emitter) batch(ctx context.Context, b *batch) (waited bool, err error) 
 			return waited, err
 		}
 		it := &b.items[i]
+		if e.cp != nil && it.op != opEndDir && !it.root && !afterStream && e.off+int64(ready-written) >= e.cp.next {
+			// A checkpoint is due: the hash must have taken everything
+			// before this item. (After a streamed file, the framing
+			// that closes it is counted with this item: not here.)
+			if err := e.write(b.arena[written:ready]); err != nil {
+				return waited, err
+			}
+			written = ready
+			if err := e.checkpoint(b.names[it.name.off:it.name.off+it.name.len], !it.closePrev); err != nil {
+				return waited, err
+			}
+		}
 		e.account(b, it)
 		ready = it.end
+		afterStream = it.stream != nil
 		if it.stream != nil {
 			if err := e.write(b.arena[written:ready]); err != nil {
 				return waited, err
@@ -265,6 +340,9 @@ func (e *emitter) account(b *batch, it *item) {
 	if it.op == opEndDir {
 		e.fp.endDir()
 		e.depth--
+		if e.cp != nil {
+			e.cp.leave()
+		}
 		return
 	}
 	var name []byte
@@ -272,6 +350,14 @@ func (e *emitter) account(b *batch, it *item) {
 		name = b.names[it.name.off : it.name.off+it.name.len]
 	}
 	e.fp.add(name, &it.info)
+	if c := e.cp; c != nil {
+		if max(it.info.mtime, it.info.ctime) >= c.racyFrom {
+			c.racy = true
+		}
+		if it.op == opDir {
+			c.enter(name, it.root)
+		}
+	}
 	switch it.op {
 	case opFile:
 		e.count.Files++

@@ -7,7 +7,12 @@ import (
 )
 
 // A Fingerprint sums up the lstat data of every entry of a tree, in NAR
-// order: name, type and mode, size, mtime, ctime and inode. Two stat walks
+// order: name, type and mode, size, mtime, ctime and inode; of a
+// directory, its name and type only (its timestamps change when entries
+// are added, removed or renamed, which their own records show, and its
+// mode and inode are not in the NAR; a dump resumed inside a directory
+// that gained an entry after the checkpoint could not know its new
+// timestamps). Two stat walks
 // that give the same Fingerprint saw the same metadata, so a hash recorded
 // with it can be trusted without rereading the contents, unless an entry
 // was modified within the clock granularity of the moment it was recorded
@@ -47,6 +52,10 @@ const (
 
 // add records one entry: its name (empty for the root) and its lstat data.
 func (f *fingerprinter) add(name []byte, fi *fileInfo) {
+	if fi.mode&modeType == modeDir {
+		f.addDir(name)
+		return
+	}
 	r := f.rec[:0]
 	r = append(r, fpEntry)
 	r = binary.LittleEndian.AppendUint32(r, fi.mode)
@@ -59,6 +68,18 @@ func (f *fingerprinter) add(name []byte, fi *fileInfo) {
 	f.h.Write(name)
 	f.entries++
 	f.newest = max(f.newest, fi.mtime, fi.ctime)
+}
+
+// addDir records a directory: its name and type.
+func (f *fingerprinter) addDir(name []byte) {
+	r := f.rec[:0]
+	r = append(r, fpEntry)
+	r = binary.LittleEndian.AppendUint32(r, modeDir)
+	r = append(r, make([]byte, 32)...)
+	r = binary.LittleEndian.AppendUint16(r, uint16(len(name)))
+	f.h.Write(r)
+	f.h.Write(name)
+	f.entries++
 }
 
 func (f *fingerprinter) endDir() { f.h.Write([]byte{fpDirEnd}) }

@@ -62,7 +62,9 @@ type level struct {
 type walker struct {
 	ctx   context.Context
 	root  string
-	sel   *Selection // nil: the whole tree
+	sel   *Selection  // nil: the whole tree
+	from  *Checkpoint // resume there (see resume.go)
+	check *checker    // stat walks: follows checkpoints (see resume.go)
 	p     *pipeline
 	fp    *fingerprinter // stat walks only; a dump's writer keeps its own
 	count DumpStats      // stat walks only
@@ -89,6 +91,12 @@ func (w *walker) run() error {
 }
 
 func (w *walker) walk() error {
+	if w.from != nil {
+		if err := w.resume(); err != nil {
+			return err
+		}
+		return w.loop()
+	}
 	root := cstring(w.root)
 	cwd := &dirRef{fd: unix.AT_FDCWD, path: "."}
 	cwd.refs.Store(1)
@@ -106,6 +114,12 @@ func (w *walker) walk() error {
 	if err := w.node(cwd, root[:len(root)-1], unix.DT_UNKNOWN, &fi, true, sel); err != nil {
 		return err
 	}
+	return w.loop()
+}
+
+// loop walks the entries of the directories on the stack, and what
+// follows them, to the end of the tree.
+func (w *walker) loop() error {
 	for len(w.stack) > 0 {
 		if err := w.ctx.Err(); err != nil {
 			return context.Cause(w.ctx)
@@ -125,6 +139,9 @@ func (w *walker) walk() error {
 			if sel = top.sel.children[string(name[:d.len])]; sel == nil {
 				continue
 			}
+		}
+		if w.check != nil {
+			w.check.at(w, name[:d.len])
 		}
 		if err := w.node(top.dir, name[:d.len], d.typ, nil, false, sel); err != nil {
 			return err
@@ -202,13 +219,29 @@ func (w *walker) node(dir *dirRef, name []byte, typ uint8, fi *fileInfo, root bo
 // fi, if not nil, is the lstat that said it is a directory. With a
 // Selection, a directory other than the root is left pending (see open).
 func (w *walker) enterDir(parent *dirRef, name []byte, fi *fileInfo, root, closePrev bool, pathLen int, sel *selNode) error {
+	l, err := w.openDir(parent, name, fi, root, pathLen, sel)
+	if err != nil {
+		return err
+	}
+	switch {
+	case !l.pending:
+		w.beginDir(l, root, closePrev)
+	case sel.keep:
+		w.open()
+		l.entries = false // open marked it as having one
+	}
+	return nil
+}
+
+// openDir opens a directory, lists it and pushes it on the stack.
+func (w *walker) openDir(parent *dirRef, name []byte, fi *fileInfo, root bool, pathLen int, sel *selNode) (*level, error) {
 	path := w.pathOf(parent, name, root)
 	fd, err := openat(parent.fd, &name[0], openDirFlags)
 	if err != nil {
 		if err == unix.ENOENT || err == unix.ELOOP || err == unix.ENOTDIR {
-			return w.changed(parent, name, "was replaced")
+			return nil, w.changed(parent, name, "was replaced")
 		}
-		return &fs.PathError{Op: "open", Path: path, Err: err}
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
 	d := &dirRef{fd: fd, path: path}
 	d.refs.Store(1)
@@ -222,26 +255,19 @@ func (w *walker) enterDir(parent *dirRef, name []byte, fi *fileInfo, root, close
 	l.pathLen, l.entries = pathLen, false
 	l.sel, l.pending, l.name = sel, w.sel != nil && !root, name
 	if err := fstat(fd, &w.st); err != nil {
-		return &fs.PathError{Op: "fstat", Path: path, Err: err}
+		return nil, &fs.PathError{Op: "fstat", Path: path, Err: err}
 	}
 	l.info = infoOf(&w.st)
 	if fi != nil && l.info.ino != fi.ino {
-		return w.changed(parent, name, "was replaced")
+		return nil, w.changed(parent, name, "was replaced")
 	}
 	if w.p != nil {
 		d.localClock = w.localClock(fd, l.info.dev)
 	}
 	if err := l.list(); err != nil {
-		return &fs.PathError{Op: "readdir", Path: path, Err: err}
+		return nil, &fs.PathError{Op: "readdir", Path: path, Err: err}
 	}
-	switch {
-	case !l.pending:
-		w.beginDir(l, root, closePrev)
-	case sel.keep:
-		w.open()
-		l.entries = false // open marked it as having one
-	}
-	return nil
+	return l, nil
 }
 
 // beginDir adds a directory to the archive (or the fingerprint).
