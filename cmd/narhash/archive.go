@@ -89,13 +89,16 @@ func runDump(ctx context.Context, sio *stdio, path string, git bool) error {
 	if isTerminal(sio.out) {
 		return usagef("standard output is a terminal: redirect it to a file or a pipe")
 	}
-	dir, sel, err := source(ctx, path, git)
+	dir, sel, v, err := source(ctx, path, git)
 	if err != nil {
 		return err
 	}
 	out := bufio.NewWriterSize(sio.out, 256<<10)
 	if _, err := nar.Dump(ctx, out, dir, &nar.DumpOptions{Select: sel}); err != nil {
 		return fmt.Errorf("dump %s: %w (the archive written so far is incomplete)", path, err)
+	}
+	if v != nil && v.Changed() {
+		return fmt.Errorf("dump %s: %w (git's index changed while it was read): the archive may mix two states; dump it again", path, nar.ErrChanged)
 	}
 	if err := out.Flush(); err != nil {
 		return fmt.Errorf("dump %s: %w", path, err)

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/spf13/cobra"
 
+	"github.com/narhash/narhash/hasher"
 	"github.com/narhash/narhash/nar"
 	"github.com/narhash/narhash/nar/gitview"
 )
@@ -27,16 +29,39 @@ That is what Nix copies to the store for a flake in a git repository, so
 top's restricted to it, rooted there.`
 
 // source returns the directory to read for path and the selection that
-// restricts it: with git, PATH's git view.
-func source(ctx context.Context, path string, git bool) (string, *nar.Selection, error) {
+// restricts it: with git, PATH's git view, returned too (else nil).
+func source(ctx context.Context, path string, git bool) (string, *nar.Selection, *gitview.View, error) {
 	if !git {
-		return path, nil, nil
+		return path, nil, nil, nil
 	}
 	v, err := gitview.Open(ctx, path)
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
-	return v.Dir, v.Select, nil
+	return v.Dir, v.Select, v, nil
+}
+
+// hashSource is hasher.HashPath of path, or with git of its git view; a
+// git view whose index changed while it was hashed is hashed again (3
+// attempts), as a tree that changes is. Its errors name path.
+func hashSource(ctx context.Context, path string, git bool, opt hasher.Options) (hasher.Result, error) {
+	for try := 1; ; try++ {
+		dir, sel, v, err := source(ctx, path, git)
+		if err != nil {
+			return hasher.Result{}, err
+		}
+		opt.Select = sel
+		res, err := hasher.HashPath(ctx, dir, &opt)
+		if err != nil {
+			return hasher.Result{}, fmt.Errorf("hash %s: %w", path, err)
+		}
+		if v == nil || !v.Changed() {
+			return res, nil
+		}
+		if try == 3 {
+			return hasher.Result{}, fmt.Errorf("hash %s: %w (git's index changed while it was hashed, %d times): hash it again once it is quiet", path, nar.ErrChanged, try)
+		}
+	}
 }
 
 // notFlat is the usage error for --git with --flat.

@@ -206,14 +206,9 @@ func hashOne(ctx context.Context, path string, git, flat bool, algo hasher.Algo,
 		r.Hash, r.Size = h.Format(format), &size
 		return r
 	}
-	dir, sel, err := source(ctx, path, git)
+	res, err := hashSource(ctx, path, git, hasher.Options{Readers: readers, Algo: algo, Progress: progress})
 	if err != nil {
 		r.err = err
-		return r
-	}
-	res, err := hasher.HashPath(ctx, dir, &hasher.Options{Readers: readers, Algo: algo, Progress: progress, Select: sel})
-	if err != nil {
-		r.err = fmt.Errorf("hash %s: %w", path, err)
 		return r
 	}
 	r.Hash, r.NARSize = res.Hash.Format(format), &res.NARSize
@@ -228,15 +223,8 @@ func computeHash(ctx context.Context, path string, git, flat bool, algo hasher.A
 		h, _, err := hasher.HashFile(ctx, path, algo)
 		return h, subject("hash "+path, err)
 	}
-	dir, sel, err := source(ctx, path, git)
-	if err != nil {
-		return hasher.Hash{}, err
-	}
-	res, err := hasher.HashPath(ctx, dir, &hasher.Options{Algo: algo, Select: sel})
-	if err != nil {
-		return hasher.Hash{}, fmt.Errorf("hash %s: %w", path, err)
-	}
-	return res.Hash, nil
+	res, err := hashSource(ctx, path, git, hasher.Options{Algo: algo})
+	return res.Hash, err
 }
 
 type verifyOpts struct {

@@ -104,13 +104,9 @@ func runQuery(ctx context.Context, sio *stdio, opts *queryOpts, args []string) e
 // absolute path, as 'narhash hash' computes it, with source "offline".
 func hashOffline(ctx context.Context, path string, git bool, format hasher.Format) (api.HashResult, error) {
 	start := time.Now()
-	dir, sel, err := source(ctx, path, git)
+	res, err := hashSource(ctx, path, git, hasher.Options{})
 	if err != nil {
 		return api.HashResult{}, err
-	}
-	res, err := hasher.HashPath(ctx, dir, &hasher.Options{Select: sel})
-	if err != nil {
-		return api.HashResult{}, subject("hash "+path, err)
 	}
 	view := api.ViewTree
 	if git {

@@ -199,3 +199,23 @@ func seedIndex(f *testing.F, version string) []byte {
 	}
 	return b
 }
+
+// TestChanged: a View knows when git's index or HEAD changed after it was
+// read.
+func TestChanged(t *testing.T) {
+	gittest.NeedGit(t)
+	r := gittest.Init(t, filepath.Join(nartest.TempDir(t), "repo"), t.TempDir())
+	base(r)
+	for _, op := range [][]string{{"add", "flake.nix"}, {"rm", "-q", "--cached", "README"}, {"checkout", "-q", "-b", "other"}} {
+		v, err := gitview.Open(context.Background(), r.Dir)
+		must(t, err)
+		if v.Changed() {
+			t.Fatal("a view just read says it changed")
+		}
+		r.Write("flake.nix", "{ outputs = { self }: { }; } # "+op[0]+"\n", 0o644)
+		r.Git(op...)
+		if !v.Changed() {
+			t.Errorf("git %s: the view does not say it changed", op[0])
+		}
+	}
+}

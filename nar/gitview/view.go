@@ -24,6 +24,7 @@ type View struct {
 	// Entries counts the tracked paths in the view, Submodules the
 	// submodules (gitlinks) among them.
 	Entries, Submodules int
+	stamp               stamp // of the index and HEAD it was read from
 }
 
 // Open reads the git view of path, a directory in a git worktree: the
@@ -73,11 +74,23 @@ func Open(ctx context.Context, path string) (*View, error) {
 	if hasDotGit([]byte(prefix)) {
 		return nil, fmt.Errorf("gitview: %s: inside the git directory, which the view never holds", path)
 	}
-	entries, err := readIndex(ctx, repo)
-	if err != nil {
-		return nil, err
+	// The index is read between two stats of it, which must agree.
+	var entries []Entry
+	before := stampOf(repo)
+	for try := 1; ; try++ {
+		if entries, err = readIndex(ctx, repo); err != nil {
+			return nil, err
+		}
+		after := stampOf(repo)
+		if after == before {
+			break
+		}
+		if try == 3 {
+			return nil, fmt.Errorf("gitview: index of %s: %w (git kept rewriting it)", repo.Worktree, nar.ErrChanged)
+		}
+		before = after
 	}
-	v := &View{Dir: dir, Repo: repo, Prefix: prefix, Select: nar.NewSelection()}
+	v := &View{Dir: dir, Repo: repo, Prefix: prefix, Select: nar.NewSelection(), stamp: before}
 	// The view's paths, cut from one string: the Selection keeps them.
 	var all []byte
 	var ends []int
