@@ -309,3 +309,34 @@ func TestPluginDaemonComes(t *testing.T) {
 	checkSource(t, result{Steps: r.Steps[1:3]}, true)
 	checkSource(t, result{Steps: r.Steps[3:]}, false)
 }
+
+// TestHelpTags: the help file indexes without errors, with a tag for
+// every command and the setup section.
+func TestHelpTags(t *testing.T) {
+	if _, err := exec.LookPath("nvim"); err != nil {
+		t.Skip("nvim not installed (Debian: apt-get install neovim): the help file is not checked")
+	}
+	doc := t.TempDir()
+	text, err := os.ReadFile(filepath.Join("doc", "narhash.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(doc, "narhash.txt"), text, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "nvim", "--headless", "--clean", "-c", "helptags "+doc, "-c", "qall!").CombinedOutput()
+	if err != nil || len(out) > 0 {
+		t.Fatalf("helptags: %v: %s", err, out)
+	}
+	tags, err := os.ReadFile(filepath.Join(doc, "tags"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tag := range []string{":NarhashCopy", ":NarhashInsert", ":NarhashStatus", ":NarhashRestart", "narhash-setup", "narhash-statusline"} {
+		if !strings.Contains(string(tags), tag+"\t") {
+			t.Errorf("no help tag %s in:\n%s", tag, tags)
+		}
+	}
+}
