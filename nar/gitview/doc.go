@@ -18,8 +18,10 @@
 //     worktree is not in the view, and neither is a directory left holding
 //     only deleted files (Nix 2.8 copies such a directory, empty). Nix 2.8
 //     copies a clean worktree from git archive, which applies
-//     export-ignore and export-subst from .gitattributes; the view does
-//     not (neither does current Nix for flakes).
+//     export-ignore and export-subst from .gitattributes and holds
+//     skip-worktree files and submodule directories missing from the
+//     worktree; the view reads the worktree (as current Nix does for
+//     flakes).
 //   - GIT_DIR, GIT_WORK_TREE, core.worktree and bare repositories are not
 //     looked at: the worktree is where the .git is.
 package gitview

@@ -271,6 +271,20 @@ func TestNix28Differs(t *testing.T) {
 			r.Git("commit", "-qm", "attributes")
 		},
 		fix: func(t *testing.T, r *gittest.Repo) { r.Write("README", "dirty\n", 0o644) },
+	}, {
+		// A clean worktree whose submodule's directory is gone: git
+		// archive still has it, empty; the view, which reads the
+		// worktree, cannot (current Nix never has it).
+		name: "clean, submodule directory removed",
+		build: func(t *testing.T, r *gittest.Repo) {
+			base(r)
+			inner := gittest.Init(t, filepath.Join(filepath.Dir(r.Dir), "inner"), filepath.Join(filepath.Dir(r.Dir), "home"))
+			inner.Git("commit", "-qm", "inner")
+			r.Git("-c", "protocol.file.allow=always", "submodule", "-q", "add", "../inner", "vendor/inner")
+			r.Git("commit", "-qm", "submodule")
+			must(t, os.RemoveAll(filepath.Join(r.Dir, "vendor/inner")))
+		},
+		fix: func(t *testing.T, r *gittest.Repo) { r.Write("README", "dirty\n", 0o644) },
 	}} {
 		t.Run(c.name, func(t *testing.T) {
 			r := gittest.Init(t, filepath.Join(nartest.TempDir(t), "repo"), home)
