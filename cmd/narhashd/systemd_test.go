@@ -21,11 +21,15 @@ import (
 // wait bounds every wait of these tests; none sleeps.
 const wait = 30 * time.Second
 
+// builtDir holds the narhashd the tests built, removed by TestMain.
+var builtDir string
+
 var built = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "narhashd-bin-")
 	if err != nil {
 		return "", err
 	}
+	builtDir = dir
 	out, err := exec.Command("go", "build", "-o", dir, "github.com/narhash/narhash/cmd/narhashd").CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("go build: %v: %s", err, out)

@@ -23,11 +23,15 @@ import (
 // wait bounds every wait of the test; none sleeps.
 const wait = 2 * time.Minute
 
+// builtDir holds the commands the tests built, removed by TestMain.
+var builtDir string
+
 var built = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "narhash-nvim-bin-")
 	if err != nil {
 		return "", err
 	}
+	builtDir = dir
 	out, err := exec.Command("go", "build", "-o", dir,
 		"github.com/narhash/narhash/cmd/narhash", "github.com/narhash/narhash/cmd/narhashd").CombinedOutput()
 	if err != nil {
@@ -35,6 +39,14 @@ var built = sync.OnceValues(func() (string, error) {
 	}
 	return dir, nil
 })
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtDir != "" {
+		os.RemoveAll(builtDir)
+	}
+	os.Exit(code)
+}
 
 type step struct {
 	Name, Status, SRI, Nix32, Base16, Source, View, Note, Err string
