@@ -19,7 +19,11 @@ import (
 )
 
 // The git view of a path (api.ViewGit) is tracked apart from its plain
-// view, in d.gitTracked and d.gitIdx, and is never saved to the database.
+// view, in d.gitTracked and d.gitIdx, and saved in the database under a
+// key of its own (gitKey). After a restart an entry is served only once a
+// stat walk of the view as the index now selects it matches the entry's
+// fingerprint: the fingerprint records every selected entry, so an index
+// that selects other paths fails the check.
 // Its hash depends on the worktree's files below the path, whose events
 // touch it as they touch the plain view, and on git's index, HEAD and
 // refs. Those may lie outside every watched root (a linked worktree's git
@@ -123,6 +127,10 @@ func runGit(j *job) {
 	}
 }
 
+// gitKey is the database key of the git view of path: a NUL never
+// appears in a path.
+func gitKey(path string) string { return path + "\x00git" }
+
 // gitCurrent reports whether t's entry, if it is a git view's, was
 // computed from the git files as they are now. On the loop.
 func (t *tracked) gitCurrent() bool {
@@ -184,6 +192,9 @@ func (d *Daemon) trackView(path string, r *root, view api.View) *tracked {
 	t := d.gitTracked[path]
 	if t == nil {
 		t = &tracked{path: path, root: r, git: &gitState{}}
+		if e, ok, err := d.store.Get(gitKey(path)); err == nil && ok {
+			t.entry, t.entryGen, t.verified = &e, t.gen, false
+		}
 		d.gitTracked[path] = t
 		d.gitIdx.set(path, t)
 		if len(d.gitTracked) > maxGitTracked {
@@ -205,6 +216,10 @@ func (d *Daemon) evictGit() {
 	slices.SortFunc(idle, func(a, b *tracked) int { return a.used.Compare(b.used) })
 	for _, t := range idle[:len(idle)/2] {
 		d.untrack(t, errors.New("evicted"))
+		select {
+		case d.deletes <- gitKey(t.path):
+		default: // the writer is behind; the entry stays, harmless
+		}
 	}
 }
 

@@ -255,3 +255,39 @@ func TestGitViewOutsideRoots(t *testing.T) {
 		t.Errorf("outside a worktree: %v", err)
 	}
 }
+
+// TestGitViewRestart: a git view's entry is saved; after a restart it is
+// served once a stat walk has checked it, and an index changed while the
+// daemon was down is seen.
+func TestGitViewRestart(t *testing.T) {
+	r := newGitRepo(t)
+	r.Write("later", "untracked for now\n", 0o644)
+	base := nartest.TempDir(t)
+	cfg := Config{Watch: []string{r.Dir}, Socket: filepath.Join(base, "s.sock"), DB: filepath.Join(base, "cache.db")}
+	ask := func(d *running) api.HashResult {
+		t.Helper()
+		got, err := d.c.HashView(context.Background(), r.Dir, api.ViewGit, "", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	// Old enough files, or the entry could not be trusted after a
+	// restart (git's racy-timestamp rule).
+	nartest.WaitOlderThan(t, 2100*time.Millisecond, r.Dir) // nar's racy margin is 2 s
+	d := start(t, cfg)
+	first := ask(d)
+	d.stop(t)
+
+	d = start(t, cfg)
+	if got := ask(d); got.Hash != first.Hash || got.Source != "validated" {
+		t.Errorf("unchanged after a restart: %s (%s), want %s validated", got.Hash, got.Source, first.Hash)
+	}
+	d.stop(t)
+
+	r.Git("add", "later") // the index alone changes
+	d = start(t, cfg)
+	if got, want := ask(d), offlineGit(t, r.Dir); got.Hash != want || got.Hash == first.Hash {
+		t.Errorf("after a git add while down: %s (%s), want %s", got.Hash, got.Source, want)
+	}
+}

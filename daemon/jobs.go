@@ -171,8 +171,12 @@ func (d *Daemon) onResult(j *job) {
 		return
 	}
 	if j.verify {
-		if j.err == nil && j.fp == t.entry.Fingerprint && !j.fp.Racy(t.entry.Computed.UnixNano()) && (t.git == nil || j.gitSig == t.git.sig) {
+		if j.err == nil && j.fp == t.entry.Fingerprint && !j.fp.Racy(t.entry.Computed.UnixNano()) && (t.git == nil || !t.git.known || j.gitSig == t.git.sig) {
 			t.verified = true
+			if t.git != nil { // a saved git view: now its git files are known
+				t.git.repo, t.git.sig, t.git.known = j.gitRepo, j.gitSig, true
+				d.watchGit(t)
+			}
 			d.answer(t, "validated")
 			return
 		}
@@ -197,6 +201,7 @@ func (d *Daemon) onResult(j *job) {
 		}
 		t.git.repo, t.git.sig, t.git.known = j.gitRepo, j.gitSig, true
 		d.watchGit(t)
+		d.save(cache.Item{Path: gitKey(t.path), Entry: e})
 	} else {
 		d.save(cache.Item{Path: t.path, Entry: e})
 	}
