@@ -6,7 +6,8 @@
 // a parent), reads its index with [ParseIndex] and returns a [View] whose
 // nar.Selection restricts a dump of the directory to the tracked entries.
 // Dump the View's Dir with it (nar.DumpOptions.Select, or
-// hasher.Options.Select) to get the NAR Nix makes.
+// hasher.Options.Select) to get the NAR Nix makes, then check
+// [View.Changed]: a git add during the dump makes it a mix of two states.
 //
 // Caveats:
 //   - A split or sparse index, or one with an extension this package does
@@ -22,6 +23,9 @@
 //     skip-worktree files and submodule directories missing from the
 //     worktree; the view reads the worktree (as current Nix does for
 //     flakes).
+//   - Modes come from the worktree, as Nix reads them: with
+//     core.fileMode=false a clean worktree's executable bits can differ
+//     from the commit's, which Nix 2.8 (git archive) would use.
 //   - GIT_DIR, GIT_WORK_TREE, core.worktree and bare repositories are not
 //     looked at: the worktree is where the .git is.
 package gitview
