@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/narhash/narhash/api"
+	"github.com/narhash/narhash/cache"
 	"github.com/narhash/narhash/hasher"
 	"github.com/narhash/narhash/nar"
 	"github.com/narhash/narhash/nar/gitview"
@@ -104,12 +105,12 @@ func openGit(ctx context.Context, path string) (*gitview.View, gitSig, error) {
 
 // runGit is a worker's job on a git view: a hash, a stat walk to verify
 // an entry, or an answer for a path outside every root.
-func runGit(j *job) {
-	path := j.outside
-	if j.t != nil {
-		path = j.t.path
+func (d *Daemon) runGit(j *job) {
+	if j.outside != "" {
+		d.runGitOutside(j)
+		return
 	}
-	v, sig, err := openGit(j.ctx, path)
+	v, sig, err := openGit(j.ctx, j.t.path)
 	if err != nil {
 		j.err = err
 		return
@@ -119,11 +120,47 @@ func runGit(j *job) {
 		j.fp, _, j.err = nar.StatSelection(j.ctx, v.Dir, v.Select)
 		return
 	}
-	start := time.Now()
 	j.res, j.err = hasher.HashPath(j.ctx, v.Dir, &hasher.Options{Select: v.Select})
-	if j.err == nil && j.outside != "" {
-		j.out = api.Hash{Path: path, View: api.ViewGit, Digest: [32]byte(j.res.Hash.Digest), NARSize: j.res.NARSize,
-			Source: "computed", Computed: start, Took: time.Since(start)}
+}
+
+// runGitOutside answers for the git view of a path outside every root,
+// as runOutside does for the whole tree: its saved entry if a stat walk
+// of the view matches the entry's fingerprint, else a new hash. A view
+// whose index changed meanwhile is read again.
+func (d *Daemon) runGitOutside(j *job) {
+	path := j.outside
+	for try := 1; ; try++ {
+		v, sig, err := openGit(j.ctx, path)
+		if err != nil {
+			j.err = err
+			return
+		}
+		fp, _, err := nar.StatSelection(j.ctx, v.Dir, v.Select)
+		if err != nil {
+			j.err = err
+			return
+		}
+		if e, ok, err := d.store.Get(gitKey(path)); err == nil && ok && e.Fingerprint == fp && !fp.Racy(e.Computed.UnixNano()) && readGitSig(v.Repo) == sig {
+			j.out = api.Hash{Path: path, View: api.ViewGit, Digest: e.Hash, NARSize: e.NARSize, Source: "validated", Computed: e.Computed, Took: e.Took}
+			return
+		}
+		start := time.Now()
+		res, err := hasher.HashPath(j.ctx, v.Dir, &hasher.Options{Select: v.Select})
+		if err != nil {
+			j.err = err
+			return
+		}
+		if readGitSig(v.Repo) != sig {
+			if try == 3 {
+				j.err = fmt.Errorf("git view of %s: %w (git's index changed while it was hashed)", path, nar.ErrChanged)
+				return
+			}
+			continue
+		}
+		e := cache.Entry{Hash: [32]byte(res.Hash.Digest), NARSize: res.NARSize, Fingerprint: res.Fingerprint, Computed: start, Took: time.Since(start)}
+		j.save = &cache.Item{Path: gitKey(path), Entry: e}
+		j.out = api.Hash{Path: path, View: api.ViewGit, Digest: e.Hash, NARSize: e.NARSize, Source: "computed", Computed: e.Computed, Took: e.Took}
+		return
 	}
 }
 

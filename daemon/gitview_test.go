@@ -235,22 +235,34 @@ func next(t *testing.T, ch <-chan string) string {
 	}
 }
 
-// TestGitViewOutsideRoots: a git view outside every root is computed on
-// demand, fresh.
+// TestGitViewOutsideRoots: a git view outside every root is checked
+// against its saved entry by a stat walk on each query, and hashed again
+// when the index or a file changed.
 func TestGitViewOutsideRoots(t *testing.T) {
 	r := newGitRepo(t)
+	nartest.WaitOlderThan(t, 2100*time.Millisecond, r.Dir) // nar's racy margin is 2 s
 	d := start(t, Config{})
-	for i := range 3 {
+	ask := func() api.HashResult {
+		t.Helper()
 		got, err := d.c.HashView(context.Background(), r.Dir, api.ViewGit, "", false)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if want := offlineGit(t, r.Dir); got.Hash != want {
-			t.Errorf("answer %d: %s, want %s", i, got.Hash, want)
+			t.Errorf("answer %s (%s), want %s", got.Hash, got.Source, want)
 		}
-		r.Write(fmt.Sprintf("new%d", i), "x\n", 0o644)
-		r.Git("add", "-A")
+		return got
 	}
+	if got := ask(); got.Source != "computed" {
+		t.Errorf("first answer: source %s, want computed", got.Source)
+	}
+	if got := ask(); got.Source != "validated" {
+		t.Errorf("second answer: source %s, want validated", got.Source)
+	}
+	r.Write("dir0/file0", "changed\n", 0o644) // a file
+	ask()
+	r.Git("rm", "-q", "--cached", "dir1/file1") // the index alone
+	ask()
 	if _, err := d.c.HashView(context.Background(), t.TempDir(), api.ViewGit, "", false); err == nil || !strings.Contains(err.Error(), "not in a git worktree") {
 		t.Errorf("outside a worktree: %v", err)
 	}

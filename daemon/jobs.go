@@ -120,7 +120,7 @@ func (d *Daemon) worker(ctx context.Context) {
 		select {
 		case j := <-d.jobs:
 			if j.git {
-				runGit(j)
+				d.runGit(j)
 			} else if j.outside != "" {
 				d.runOutside(j)
 			} else if j.verify {
