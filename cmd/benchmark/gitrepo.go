@@ -80,8 +80,8 @@ func benchGit(ctx context.Context, stdout, stderr io.Writer, dir, self, narhash 
 	fmt.Fprintln(stdout, "|---|---|---|")
 	rows := []struct{ name, label string }{
 		{"narhash --git", "`narhash hash --git` of the repository"},
-		{"nix flake metadata", "`nix flake metadata --json` of it (hashes the same view; its store path already exists)"},
-		{"plain narhash", "`narhash hash` of a directory of the same files, without .git"},
+		{"nix flake metadata", "`nix flake metadata --json` of it (Nix 2.8 reads and hashes the same view, and copies it to the store; the warm-up round had copied it already)"},
+		{"plain narhash", "`narhash hash` of a directory of the same files, without `.git`"},
 	}
 	for _, row := range rows {
 		s, ok := m[row.name]
