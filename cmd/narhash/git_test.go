@@ -101,3 +101,17 @@ func TestQueryGitOffline(t *testing.T) {
 		t.Error("query --git gave the hash of the whole directory")
 	}
 }
+
+// TestPathFlakeIsPlainHash: nix flake metadata path:DIR hashes the whole
+// directory, .git included, as plain narhash hash does (the README says
+// so next to --git).
+func TestPathFlakeIsPlainHash(t *testing.T) {
+	gittest.NeedNix(t)
+	r := gittest.Init(t, filepath.Join(nartest.TempDir(t), "repo"), t.TempDir())
+	r.Write("untracked", "u\n", 0o644)
+	out := gittest.Run(t, r.Dir, r.Env, "nix", "--extra-experimental-features", "nix-command flakes", "flake", "metadata", "--json", "path:"+r.Dir)
+	got := strings.TrimSpace(string(narhashOK(t, nil, "hash", "--sri", r.Dir)))
+	if !strings.Contains(out, `"narHash":"`+got+`"`) {
+		t.Errorf("narhash hash %s, nix flake metadata path: %s", got, out)
+	}
+}
