@@ -169,23 +169,26 @@ func runLs(sio *stdio, opts *lsOpts, args []string) error {
 	if l.Type != nar.TypeDirectory {
 		rel = baseName(path)
 	}
-	lsPath(out, l, rel, opts, opts.directory)
+	lsPath(out, l, []byte(rel), opts, opts.directory)
 	return out.Flush()
 }
 
 // lsPath prints like nix nar ls: a directory's entries (or, with -d, the
-// directory itself), recursing with -R.
-func lsPath(w io.Writer, l *nar.Listing, rel string, opts *lsOpts, showDir bool) {
+// directory itself), recursing with -R. The path grows in one buffer, so a
+// deep tree costs memory linear in its depth, not the sum of its paths.
+func lsPath(w io.Writer, l *nar.Listing, rel []byte, opts *lsOpts, showDir bool) {
 	if l.Type == nar.TypeDirectory && !showDir {
+		n := len(rel)
 		for _, e := range l.Entries {
-			lsFile(w, e.Listing, rel+"/"+e.Name, opts)
+			rel = append(append(rel[:n], '/'), e.Name...)
+			lsFile(w, e.Listing, rel, opts)
 		}
 		return
 	}
 	lsFile(w, l, rel, opts)
 }
 
-func lsFile(w io.Writer, l *nar.Listing, rel string, opts *lsOpts) {
+func lsFile(w io.Writer, l *nar.Listing, rel []byte, opts *lsOpts) {
 	if opts.long {
 		mode := "dr-xr-xr-x"
 		switch {
@@ -202,7 +205,7 @@ func lsFile(w io.Writer, l *nar.Listing, rel string, opts *lsOpts) {
 		}
 		fmt.Fprintln(w)
 	} else {
-		fmt.Fprintln(w, rel)
+		fmt.Fprintf(w, "%s\n", rel)
 	}
 	if opts.recursive && l.Type == nar.TypeDirectory {
 		lsPath(w, l, rel, opts, false)
