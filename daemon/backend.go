@@ -13,6 +13,7 @@ import (
 	"github.com/narhash/narhash/cache"
 	"github.com/narhash/narhash/hasher"
 	"github.com/narhash/narhash/nar"
+	"github.com/narhash/narhash/nar/gitview"
 )
 
 var errStopped = api.Errorf(http.StatusServiceUnavailable, "narhashd is shutting down")
@@ -161,7 +162,7 @@ func hashError(path string, err error) error {
 		return err
 	case errors.Is(err, os.ErrNotExist):
 		return api.Errorf(http.StatusNotFound, "hash %s: %v", clip(path), clipErr(err))
-	case errors.Is(err, nar.ErrUnsupportedType):
+	case errors.Is(err, nar.ErrUnsupportedType), errors.Is(err, gitview.ErrNotWorktree):
 		return api.Errorf(http.StatusUnprocessableEntity, "hash %s: %v", clip(path), clipErr(err))
 	}
 	return api.Errorf(http.StatusInternalServerError, "hash %s: %v", clip(path), clipErr(err))

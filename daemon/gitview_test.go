@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -263,8 +264,9 @@ func TestGitViewOutsideRoots(t *testing.T) {
 	ask()
 	r.Git("rm", "-q", "--cached", "dir1/file1") // the index alone
 	ask()
-	if _, err := d.c.HashView(context.Background(), t.TempDir(), api.ViewGit, "", false); err == nil || !strings.Contains(err.Error(), "not in a git worktree") {
-		t.Errorf("outside a worktree: %v", err)
+	var ae *api.Error
+	if _, err := d.c.HashView(context.Background(), t.TempDir(), api.ViewGit, "", false); !errors.As(err, &ae) || ae.Code != 422 || !strings.Contains(err.Error(), "not in a git worktree") {
+		t.Errorf("outside a worktree: %v, want a 422 saying so", err)
 	}
 }
 
