@@ -224,3 +224,55 @@ func TestHostileQueueOverflow(t *testing.T) {
 	write(t, filepath.Join(b, "sub", "f"), "again")
 	fresh(t, r.c, root, "file in the renamed directory, again")
 }
+
+// TestHostileUnreadable: a directory the daemon's user cannot read makes
+// its root degraded, said in status, and answered right; a chmod that
+// makes it readable has it watched, and the root clean again. It runs as
+// nobody (root could read anything), in a copy of this test binary.
+func TestHostileUnreadable(t *testing.T) {
+	hostile(t)
+	if os.Getenv("NARHASH_AS_NOBODY") == "" {
+		if os.Getuid() != 0 {
+			t.Skip("needs root, to run the trial as nobody")
+		}
+		share, err := os.MkdirTemp("", "narhash-nobody-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(share)
+		os.Chmod(share, 0o755)
+		bin := filepath.Join(share, "daemon.test")
+		in, _ := os.ReadFile(os.Args[0])
+		if err := os.WriteFile(bin, in, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, "-test.run=^TestHostileUnreadable$", "-test.v", "-test.count=1")
+		cmd.Env = append(os.Environ(), "NARHASH_AS_NOBODY=1", "HOME="+share, "XDG_RUNTIME_DIR=", "XDG_STATE_HOME=")
+		cmd.Dir = share
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.CombinedOutput()
+		if err != nil || !bytes.Contains(out, []byte("--- PASS: TestHostileUnreadable")) {
+			t.Fatalf("the trial as nobody: %v\n%s", err, out)
+		}
+		return
+	}
+	root := newTree(t)
+	locked := filepath.Join(root, "locked")
+	os.MkdirAll(filepath.Join(locked, "in"), 0o755)
+	write(t, filepath.Join(locked, "in", "f"), "0")
+	os.Chmod(locked, 0o300) // enterable, not readable: not watchable
+	r := start(t, Config{Watch: []string{root}})
+	write(t, filepath.Join(locked, "in", "f"), "1")
+	// Nor can it be hashed (by Nix either) until it is readable; status
+	// says why the root is degraded.
+	st, _ := r.c.Status(context.Background())
+	if !strings.Contains(strings.Join(st.Warnings, " "), "cannot watch "+locked) || !st.Roots[0].Degraded {
+		t.Fatalf("status with an unreadable directory: %q", st.Warnings)
+	}
+	os.Chmod(locked, 0o755)
+	if got, want := query(t, r.c, root), offline(t, root); got.Degraded || got.Hash != want {
+		t.Fatalf("after the chmod: degraded=%v %s, want clean %s", got.Degraded, got.Hash, want)
+	}
+	write(t, filepath.Join(locked, "in", "f"), "2")
+	fresh(t, r.c, root, "edit in the directory now readable")
+}
