@@ -169,7 +169,7 @@ func (s *Store) init() error {
 		if got := binary.BigEndian.Uint32(v); got != SchemaVersion {
 			return fmt.Errorf("cache: %s has schema version %d and this narhashd knows %d: use the narhashd that wrote it, or another --db", s.path, got, SchemaVersion)
 		}
-		for _, b := range [][]byte{bucketEntries, bucketRoots} {
+		for _, b := range [][]byte{bucketEntries, bucketRoots, bucketCheckpoints} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -200,10 +200,14 @@ func (s *Store) Get(path string) (e Entry, ok bool, err error) {
 	return e, ok, err
 }
 
-// An Item is a path and its entry, for PutMany.
+// An Item is a path and its entry, for PutMany and Update.
 type Item struct {
 	Path  string
 	Entry Entry
+	// Checkpoints, if not nil, are those of the dump that computed the
+	// entry (nar.Checkpoints.MarshalBinary), kept with it by Update;
+	// nil removes those kept before, which the entry replaces.
+	Checkpoints []byte
 }
 
 // PutMany stores the entries in one transaction.
@@ -233,7 +237,7 @@ func (s *Store) Update(items []Item, remove []string) error {
 				return err
 			}
 		}
-		return nil
+		return updateCheckpoints(tx, items, remove)
 	})
 }
 

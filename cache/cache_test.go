@@ -21,7 +21,7 @@ func TestRoundTrip(t *testing.T) {
 	e.Hash[0], e.Hash[31] = 1, 2
 	e.Fingerprint.Digest[5] = 9
 	e.Fingerprint.Entries, e.Fingerprint.Newest = 7, 99
-	if err := s.PutMany([]Item{{"/a", e}, {"/b", Entry{}}}); err != nil {
+	if err := s.PutMany([]Item{{Path: "/a", Entry: e}, {Path: "/b"}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.AddRoot(Root{Path: "/a", Added: time.Unix(5, 0)}); err != nil {
@@ -80,7 +80,7 @@ func TestDamaged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.PutMany([]Item{{"/x", Entry{NARSize: 1}}})
+	s.PutMany([]Item{{Path: "/x", Entry: Entry{NARSize: 1}}})
 	s.Close()
 	whole, _ := os.ReadFile(good)
 	for name, contents := range map[string][]byte{
@@ -100,7 +100,7 @@ func TestDamaged(t *testing.T) {
 			if !strings.Contains(s.Recovered, "moved it to") {
 				t.Errorf("Recovered = %q", s.Recovered)
 			}
-			if err := s.PutMany([]Item{{"/y", Entry{NARSize: 2}}}); err != nil {
+			if err := s.PutMany([]Item{{Path: "/y", Entry: Entry{NARSize: 2}}}); err != nil {
 				t.Errorf("the new database does not work: %v", err)
 			}
 			matches, _ := filepath.Glob(path + ".damaged-*")
@@ -128,5 +128,35 @@ func TestSchemaVersion(t *testing.T) {
 	}
 	if _, serr := os.Stat(path); serr != nil {
 		t.Error("a database of a newer schema must not be moved aside")
+	}
+}
+
+func TestCheckpointsKeptWithEntry(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	get := func(p string) string {
+		t.Helper()
+		b, err := s.Checkpoints(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.Update([]Item{{Path: "/a", Checkpoints: []byte("cps of a")}, {Path: "/b", Checkpoints: []byte("cps of b")}}, nil))
+	if got := get("/a"); got != "cps of a" {
+		t.Errorf("checkpoints of /a: %q", got)
+	}
+	must(s.Update([]Item{{Path: "/a"}}, []string{"/b"})) // a new entry without, and /b removed
+	if got, got2 := get("/a"), get("/b"); got != "" || got2 != "" {
+		t.Errorf("checkpoints left: /a %q, /b %q; want none", got, got2)
 	}
 }

@@ -61,6 +61,7 @@ func (d *Daemon) Hash(ctx context.Context, path string, view api.View, watch boo
 			// begun after this query.
 			t.verified = false
 			t.staleBefore = time.Now()
+			t.changes.all = true
 		}
 		if t.fresh() && t.gitCurrent() {
 			immediate = &result{hash: t.apiHash(d, "cache")}

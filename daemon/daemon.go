@@ -122,6 +122,7 @@ type Daemon struct {
 	running     int
 	epoch       uint64
 	overflows   int
+	resumed     int // hashes resumed at a checkpoint (resume.go)
 	warnings    []string
 	cookieFault string
 

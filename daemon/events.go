@@ -50,7 +50,7 @@ func (d *Daemon) onEvent(ev inEvent, now time.Time) {
 	}
 	isDir := ev.mask&unix.IN_ISDIR != 0 || ev.name == ""
 	structural := ev.mask&(unix.IN_CREATE|unix.IN_DELETE|unix.IN_MOVED_FROM|unix.IN_MOVED_TO|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF) != 0
-	d.trackIdx.above(p, func(_ string, t *tracked) { d.touch(t, now) })
+	d.trackIdx.above(p, func(_ string, t *tracked) { d.touchAt(t, p, now) })
 	if structural && isDir {
 		d.trackIdx.below(p, func(_ string, t *tracked) { d.touch(t, now) })
 	}

@@ -31,6 +31,13 @@ type job struct {
 	out     api.Hash    // its answer
 	save    *cache.Item // its new entry, for the store writer
 
+	// Incremental rehash (resume.go): a hash job's checkpoints and where
+	// it resumes; checkpoints a stat walk follows (verify jobs, and hash
+	// jobs that events cannot vouch for) and the last the tree matched.
+	cps     *nar.Checkpoints
+	from    *nar.Checkpoint
+	vcps    *nar.Checkpoints
+	last    *nar.Checkpoint
 	git     bool // of a git view: see gitview.go
 	gitRepo gitview.Repo
 	gitSig  gitSig // of the git files the view was read from
@@ -101,6 +108,11 @@ func (d *Daemon) dispatch(ctx context.Context) {
 		}
 		j := &job{t: t, gen: t.gen, start: time.Now(), git: t.git != nil}
 		j.verify = t.entry != nil && t.entryGen == t.gen && (!t.verified || t.root.degraded)
+		if j.verify {
+			j.vcps = t.cps
+		} else {
+			d.planResume(t, j)
+		}
 		j.ctx, j.cancel = context.WithCancel(ctx)
 		t.job = j
 		t.agg.reset()
@@ -124,9 +136,9 @@ func (d *Daemon) worker(ctx context.Context) {
 			} else if j.outside != "" {
 				d.runOutside(j)
 			} else if j.verify {
-				j.fp, _, j.err = nar.StatTree(j.ctx, j.t.path)
+				j.fp, _, j.last, j.err = nar.StatCheckpoints(j.ctx, j.t.path, j.vcps)
 			} else {
-				j.res, j.err = hasher.HashPath(j.ctx, j.t.path, nil)
+				d.runHash(j)
 			}
 			j.cancel()
 			select {
@@ -180,9 +192,11 @@ func (d *Daemon) onResult(j *job) {
 			d.answer(t, "validated")
 			return
 		}
-		// Changed while narhashd was away (or unsure): hash it again.
+		// Changed while narhashd was away (or unsure): hash it again,
+		// from the last checkpoint the tree still matched.
 		t.verified = false
 		t.entry = nil
+		d.verifyFailed(t, j)
 		d.schedule(t, len(t.waiters) > 0)
 		return
 	}
@@ -192,7 +206,9 @@ func (d *Daemon) onResult(j *job) {
 		t.fail(j.err)
 		return
 	}
-	e := cache.Entry{Hash: [32]byte(j.res.Hash.Digest), NARSize: j.res.NARSize, Fingerprint: j.res.Fingerprint, Computed: j.start, Took: took}
+	it := cache.Item{Path: t.path, Entry: cache.Entry{Hash: [32]byte(j.res.Hash.Digest), NARSize: j.res.NARSize, Fingerprint: j.res.Fingerprint, Computed: j.start, Took: took}}
+	d.hashed(t, j, &it)
+	e := it.Entry
 	changed := t.entry == nil || t.entry.Hash != e.Hash
 	t.entry, t.entryGen, t.verified, t.err = &e, j.gen, true, nil
 	if t.git != nil {
@@ -203,7 +219,7 @@ func (d *Daemon) onResult(j *job) {
 		d.watchGit(t)
 		d.save(cache.Item{Path: gitKey(t.path), Entry: e})
 	} else {
-		d.save(cache.Item{Path: t.path, Entry: e})
+		d.save(it)
 	}
 	d.log.Debug("hashed", "path", t.path, "hash", j.res.Hash.Format(hasher.Nix32), "bytes", e.NARSize, "dur", took)
 	d.answer(t, "computed")

@@ -7,6 +7,7 @@ import (
 
 	"github.com/narhash/narhash/api"
 	"github.com/narhash/narhash/cache"
+	"github.com/narhash/narhash/nar"
 )
 
 // tracked is a path whose hash the daemon keeps fresh: a root, or a path
@@ -29,6 +30,10 @@ type tracked struct {
 	staleBefore time.Time
 	used        time.Time // last asked for; the least recently used sub-paths are evicted
 	git         *gitState // a git view's (see gitview.go); nil for the whole tree
+	// Incremental rehash (resume.go): the checkpoints of the dump
+	// behind the entry, and what changed since it began.
+	cps     *nar.Checkpoints
+	changes changes
 }
 
 // result is what a waiting query gets.
@@ -81,6 +86,7 @@ func (d *Daemon) newTracked(path string) *tracked {
 	t := &tracked{path: path, used: time.Now()}
 	if e, ok, err := d.store.Get(path); err == nil && ok {
 		t.entry, t.entryGen, t.verified = &e, t.gen, false
+		t.cps = d.loadCheckpoints(path)
 	}
 	d.tracked[path] = t
 	d.trackIdx.set(path, t)
@@ -136,6 +142,13 @@ func (d *Daemon) untrack(t *tracked, err error) {
 // touch records a change of t: its entry is no longer current, and a
 // job hashing the old state is cancelled.
 func (d *Daemon) touch(t *tracked, now time.Time) {
+	t.changes.all = true
+	d.changed(t, now)
+}
+
+// changed records a change of t, whose extent the caller has noted in
+// t.changes.
+func (d *Daemon) changed(t *tracked, now time.Time) {
 	t.gen++
 	if t.background() || len(t.waiters) > 0 {
 		t.agg.touch(now)

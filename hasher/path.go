@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"syscall"
+	"time"
 
 	"github.com/narhash/narhash/nar"
 )
@@ -28,6 +29,10 @@ type Options struct {
 	// Select, if not nil, restricts the NAR to the entries it selects
 	// (see nar.DumpOptions.Select).
 	Select *nar.Selection
+	// Checkpoints and From: see nar.DumpOptions. Every attempt resumes
+	// at From, and fills Checkpoints anew.
+	Checkpoints *nar.Checkpoints
+	From        *nar.Checkpoint
 }
 
 // A Result is the NAR hash of a path and what was learnt computing it.
@@ -36,6 +41,7 @@ type Result struct {
 	NARSize     int64 // bytes of NAR hashed
 	Fingerprint nar.Fingerprint
 	Stats       nar.DumpStats
+	Since       time.Time // see nar.DumpResult.Since
 }
 
 // HashPath returns the SHA-256 (or opt.Algo) of the NAR serialisation of
@@ -50,13 +56,14 @@ func HashPath(ctx context.Context, path string, opt *Options) (Result, error) {
 			attempts = opt.Attempts
 		}
 		dopt.Readers, dopt.Progress, dopt.Select, algo = opt.Readers, opt.Progress, opt.Select, opt.Algo
+		dopt.Checkpoints, dopt.From = opt.Checkpoints, opt.From
 	}
 	h := algo.New()
 	for try := 1; ; try++ {
 		h.Reset()
 		res, err := nar.Dump(ctx, h, path, dopt)
 		if err == nil {
-			return Result{Hash{algo, h.Sum(nil)}, res.Size, res.Fingerprint, res.DumpStats}, nil
+			return Result{Hash{algo, h.Sum(nil)}, res.Size, res.Fingerprint, res.DumpStats, res.Since}, nil
 		}
 		if !errors.Is(err, nar.ErrChanged) || try >= attempts || ctx.Err() != nil {
 			if errors.Is(err, nar.ErrChanged) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -31,29 +30,16 @@ func TestComparePaths(t *testing.T) {
 	}
 }
 
-// narOrder sorts paths as a dump visits them.
-func narOrder(paths []string) {
-	slices.SortFunc(paths, ComparePaths)
-}
-
-// entries lists the paths of every entry under root (not root), in NAR
-// order.
+// entries lists the paths of every entry under root, in NAR order.
 func entries(t *testing.T, root string) []string {
 	t.Helper()
-	var paths []string
-	err := filepath.WalkDir(root, func(p string, _ os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if p != root {
-			paths = append(paths, filepath.ToSlash(p[len(root)+1:]))
-		}
-		return nil
-	})
+	paths, err := nartest.Entries(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	narOrder(paths)
+	if !slices.IsSortedFunc(paths, ComparePaths) {
+		t.Fatalf("nartest.Entries is not in NAR order")
+	}
 	return paths
 }
 
@@ -69,125 +55,17 @@ func hashDump(t *testing.T, root string, cps *Checkpoints, from *Checkpoint) (st
 	return hex.EncodeToString(h.Sum(nil)), res
 }
 
-// edit changes the tree at root in one of the ways an editor, a build or
-// git does, at a position chosen by rng, and returns the paths it changed
-// and what it did.
+// edit makes nartest's edit of the given kind.
 func edit(t *testing.T, rng *rand.Rand, root string, kind int) (changed []string, what string) {
 	t.Helper()
-	all := entries(t, root)
-	var files, dirs, links []string
-	for _, p := range all {
-		fi, err := os.Lstat(filepath.Join(root, p))
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch {
-		case fi.Mode().IsRegular():
-			files = append(files, p)
-		case fi.IsDir():
-			dirs = append(dirs, p)
-		case fi.Mode()&os.ModeSymlink != 0:
-			links = append(links, p)
-		}
+	changed, what, err := nartest.Edit(rng, root, kind)
+	if err != nil {
+		t.Fatal(err)
 	}
-	pick := func(from []string) string {
-		if len(from) == 0 {
-			return ""
-		}
-		return from[rng.IntN(len(from))]
-	}
-	abs := func(p string) string { return filepath.Join(root, p) }
-	parent := func() string { // a directory, or "" for the root
-		if d := pick(dirs); d != "" && rng.IntN(4) != 0 {
-			return d + "/"
-		}
-		return ""
-	}
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	name := fmt.Sprintf("new-%x", rng.Uint64())
-	switch kind {
-	case 0: // the first entry's contents, or its removal if not a file
-		p := all[0]
-		if fi, _ := os.Lstat(abs(p)); fi.Mode().IsRegular() {
-			must(appendFile(abs(p), "first"))
-		} else {
-			must(os.RemoveAll(abs(p)))
-		}
-		return []string{p}, "the first entry " + p
-	case 1: // the last file
-		p := files[len(files)-1]
-		for i := len(all) - 1; i >= 0; i-- {
-			if slices.Contains(files, all[i]) {
-				p = all[i]
-				break
-			}
-		}
-		must(appendFile(abs(p), "last"))
-		return []string{p}, "the last file " + p
-	case 2: // a random file's contents
-		p := pick(files)
-		must(os.WriteFile(abs(p), nartest.Bytes(rng, rng.IntN(3000)), 0o644))
-		return []string{p}, "the contents of " + p
-	case 3: // a directory added, with a file
-		p := parent() + name
-		must(os.Mkdir(abs(p), 0o755))
-		must(os.WriteFile(abs(p+"/f"), []byte("in a new directory"), 0o644))
-		return []string{p}, "a new directory " + p
-	case 4: // a directory removed
-		p := pick(dirs)
-		if p == "" {
-			return edit(t, rng, root, 3)
-		}
-		must(os.RemoveAll(abs(p)))
-		return []string{p}, "the directory " + p + " removed"
-	case 5: // a rename across directories
-		p := pick(append(files, links...))
-		to := parent() + name
-		must(os.Rename(abs(p), abs(to)))
-		return []string{p, to}, "a rename of " + p + " to " + to
-	case 6: // an executable bit
-		p := pick(files)
-		fi, err := os.Stat(abs(p))
-		must(err)
-		must(os.Chmod(abs(p), fi.Mode().Perm()^0o100))
-		return []string{p}, "the executable bit of " + p
-	case 7: // a symlink retargeted
-		p := pick(links)
-		if p == "" {
-			return edit(t, rng, root, 2)
-		}
-		must(os.Remove(abs(p)))
-		must(os.Symlink("retargeted/"+name, abs(p)))
-		return []string{p}, "the target of " + p
-	case 8: // a file that becomes a directory
-		p := pick(files)
-		must(os.Remove(abs(p)))
-		must(os.Mkdir(abs(p), 0o755))
-		must(os.WriteFile(abs(p+"/was-a-file"), []byte("x"), 0o644))
-		return []string{p}, p + " a file become a directory"
-	case 9: // a file added next to a random entry, named to sort
-		// right after it
-		p := pick(all)
-		q := p + "-"
-		if rng.IntN(2) == 0 {
-			q = p + "\x01"
-		}
-		for _, err := os.Lstat(abs(q)); err == nil; _, err = os.Lstat(abs(q)) {
-			q += "-"
-		}
-		must(os.WriteFile(abs(q), []byte("sorts close"), 0o644))
-		return []string{q}, "a new file " + q
-	}
-	t.Fatalf("no edit %d", kind)
-	return nil, ""
+	return changed, what
 }
 
-const editKinds = 10
+const editKinds = nartest.EditKinds
 
 // resumeAfter resumes a dump of root at the last checkpoint of cps at or
 // before the first path of changed, as the daemon does.

@@ -1,0 +1,128 @@
+package daemon
+
+import (
+	"context"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/narhash/narhash/nar/nartest"
+)
+
+// resumeTree builds a random tree for the resume tests, and makes the
+// roots' checkpoints dense enough that every edit has several before it.
+func resumeTree(t *testing.T, seed uint64) string {
+	t.Helper()
+	old := rootCheckpointEvery
+	rootCheckpointEvery = 2 << 10
+	t.Cleanup(func() { rootCheckpointEvery = old })
+	root := filepath.Join(nartest.TempDir(t), "tree")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := nartest.Random(root, seed, 300); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// resumedCount reads how many hashes the daemon resumed.
+func (r *running) resumedCount(t *testing.T) int {
+	t.Helper()
+	n := -1
+	if !r.d.call(context.Background(), func() { n = r.d.resumed }) {
+		t.Fatal("the daemon's loop did not answer")
+	}
+	return n
+}
+
+// nixHash returns nix-hash's hash of path in nix32, or "" without Nix.
+func nixHash(t *testing.T, path string) string {
+	t.Helper()
+	if _, err := exec.LookPath("nix-hash"); err != nil {
+		return ""
+	}
+	out, err := exec.Command("nix-hash", "--type", "sha256", "--base32", path).Output()
+	if err != nil {
+		t.Fatalf("nix-hash %s: %v", path, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// TestResumeEdits edits a watched tree at random positions, in every way
+// nartest.Edit knows, and queries right after each edit: every answer
+// must be the full hash of the tree (and nix-hash's), and most must come
+// from a resumed hash.
+func TestResumeEdits(t *testing.T) {
+	if _, err := exec.LookPath("nix-hash"); err != nil {
+		t.Log("nix-hash not found: comparing with full hashes only (install Nix to compare with it too)")
+	}
+	root := resumeTree(t, 21)
+	r := start(t, Config{Watch: []string{root}})
+	if got, want := query(t, r.c, root).Hash, offline(t, root); got != want {
+		t.Fatalf("first answer %s, want %s", got, want)
+	}
+	rng := rand.New(rand.NewPCG(21, 2))
+	const edits = 4 * nartest.EditKinds
+	for i := range edits {
+		kind := i % nartest.EditKinds
+		if i >= 2*nartest.EditKinds {
+			kind = rng.IntN(nartest.EditKinds)
+		}
+		_, what, err := nartest.Edit(rng, root, kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := query(t, r.c, root)
+		if want := offline(t, root); got.Hash != want {
+			t.Fatalf("edit %d (%s): the daemon says %s (%s), a full hash %s", i, what, got.Hash, got.Source, want)
+		}
+		if i%nartest.EditKinds == 0 {
+			if nix := nixHash(t, root); nix != "" && nix != got.Hash {
+				t.Fatalf("edit %d (%s): the daemon says %s, nix-hash %s", i, what, got.Hash, nix)
+			}
+		}
+	}
+	n := r.resumedCount(t)
+	t.Logf("%d of %d hashes resumed", n, edits)
+	if n < edits/2 {
+		t.Errorf("%d of %d hashes resumed at a checkpoint: want most", n, edits)
+	}
+}
+
+// TestResumeAfterRestart edits a tree while narhashd is down, at random
+// positions: after the restart, the first answer must be the tree's full
+// hash, computed from the last checkpoint the tree still matched.
+func TestResumeAfterRestart(t *testing.T) {
+	root := resumeTree(t, 22)
+	base := nartest.TempDir(t)
+	cfg := Config{Watch: []string{root}, Socket: filepath.Join(base, "s.sock"), DB: filepath.Join(base, "cache.db")}
+	rng := rand.New(rand.NewPCG(22, 3))
+	resumed := 0
+	const rounds = 5
+	for i := range rounds + 1 {
+		// Checkpoints are trusted by stat only for entries older than
+		// the racy margin when they were read.
+		nartest.WaitOlderThan(t, 2*time.Second, root)
+		r := start(t, cfg)
+		if got, want := query(t, r.c, root).Hash, offline(t, root); got != want {
+			t.Fatalf("round %d: after the restart the daemon says %s, a full hash %s", i, got, want)
+		}
+		resumed += r.resumedCount(t)
+		r.stop(t)
+		if i == rounds {
+			break
+		}
+		if _, _, err := nartest.Edit(rng, root, rng.IntN(nartest.EditKinds)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d of %d restarts resumed", resumed, rounds)
+	if resumed < rounds/2 {
+		t.Errorf("%d of %d restarts after an edit resumed at a checkpoint: want most", resumed, rounds)
+	}
+}
