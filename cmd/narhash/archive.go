@@ -188,6 +188,10 @@ func lsPath(w io.Writer, l *nar.Listing, rel []byte, opts *lsOpts, showDir bool)
 	lsFile(w, l, rel, opts)
 }
 
+// lsFile prints one line of the listing. The path goes out with Write, not
+// through fmt: fmt formats into a buffer of its own that it does not keep
+// past 64 KiB, so a deep tree's long paths would cost their length in
+// allocation on every line.
 func lsFile(w io.Writer, l *nar.Listing, rel []byte, opts *lsOpts) {
 	if opts.long {
 		mode := "dr-xr-xr-x"
@@ -199,14 +203,16 @@ func lsFile(w io.Writer, l *nar.Listing, rel []byte, opts *lsOpts) {
 		case l.Type == nar.TypeSymlink:
 			mode = "lrwxrwxrwx"
 		}
-		fmt.Fprintf(w, "%s %20d %s", mode, l.Size, rel)
+		fmt.Fprintf(w, "%s %20d ", mode, l.Size)
+		w.Write(rel)
 		if l.Type == nar.TypeSymlink {
-			fmt.Fprintf(w, " -> %s", l.Target)
+			io.WriteString(w, " -> ")
+			io.WriteString(w, l.Target)
 		}
-		fmt.Fprintln(w)
 	} else {
-		fmt.Fprintf(w, "%s\n", rel)
+		w.Write(rel)
 	}
+	io.WriteString(w, "\n")
 	if opts.recursive && l.Type == nar.TypeDirectory {
 		lsPath(w, l, rel, opts, false)
 	}
