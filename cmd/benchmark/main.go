@@ -11,7 +11,8 @@
 // daemon's memory; and it measures narhash hash --git on a git repository
 // of a copy of GOROOT next to nix flake metadata (gitrepo.go).
 //
-// -trees picks what to measure: big, src, tiny (the daemon with it), git.
+// -trees picks what to measure: big, src, tiny (the daemon with it), git,
+// and the incremental rehash (edits.go): edits, 200k.
 //
 // It is its own module so that go-nix is never a dependency of narhash:
 //
@@ -160,6 +161,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	rounds := fs.Int("rounds", 7, "interleaved rounds; the table shows medians")
 	only := fs.String("trees", "big,src,tiny,git", "which trees to measure: big, src, tiny, git (the git view)")
 	queries := fs.Int("queries", 2000, "daemon queries through the Go client (0: skip the daemon benchmark)")
+	incr := editFlags(fs) // edits.go
 	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -255,6 +257,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "benchmark: git:", err)
 			return 1
 		}
+	}
+	if err := benchIncremental(ctx, stdout, stderr, *dir, *only, incr); err != nil {
+		fmt.Fprintln(stderr, "benchmark:", err)
+		return 1
 	}
 	if *queries > 0 && paths["tiny"] != "" {
 		if err := benchDaemon(ctx, stdout, stderr, *dir, paths["tiny"], *queries); err != nil {
