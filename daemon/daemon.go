@@ -216,6 +216,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		wg.Go(func() { d.worker(ctx) })
 	}
 	wg.Go(func() { d.cookies.maker(ctx) })
+	wg.Go(func() { d.watchMounts(ctx) })
 	go d.in.read()
 	saved := make(chan struct{})
 	go func() { d.storeWriter(); close(saved) }()

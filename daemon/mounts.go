@@ -3,6 +3,7 @@ package daemon
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
 	"os"
 	"strconv"
@@ -127,5 +128,40 @@ func (d *Daemon) mountsChanged() {
 			continue
 		}
 		d.checkSeat(r)
+	}
+}
+
+// watchMounts tells the loop of every change of the mount table, so that
+// subscribers hear of a filesystem mounted in or over a root without a
+// query. It polls a descriptor of its own (each open file has its own
+// change flag; queries keep theirs) and stops when ctx is done.
+func (d *Daemon) watchMounts(ctx context.Context) {
+	fd, err := unix.Open("/proc/self/mountinfo", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	stop, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+	if err != nil {
+		return
+	}
+	defer unix.Close(stop)
+	done := context.AfterFunc(ctx, func() { unix.Write(stop, []byte{1, 0, 0, 0, 0, 0, 0, 0}) })
+	defer done()
+	for {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLPRI}, {Fd: int32(stop), Events: unix.POLLIN}}
+		if _, err := unix.Poll(fds, -1); err != nil && err != unix.EINTR {
+			return
+		}
+		if fds[1].Revents != 0 || ctx.Err() != nil {
+			return
+		}
+		if fds[0].Revents&(unix.POLLPRI|unix.POLLERR) != 0 {
+			d.call(ctx, func() {
+				if d.mounts.changed() {
+					d.mountsChanged()
+				}
+			})
+		}
 	}
 }
