@@ -20,7 +20,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -50,6 +49,9 @@ func main() {
 	}
 	if len(os.Args) == 3 && os.Args[1] == "-sha256" {
 		os.Exit(childSHA256(os.Args[2]))
+	}
+	if len(os.Args) == 3 && os.Args[1] == "-readall" {
+		os.Exit(childReadAll(os.Args[2]))
 	}
 	if len(os.Args) > 2 && os.Args[1] == "-spawn" {
 		os.Exit(spawn(os.Args[2:]))
@@ -158,8 +160,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		defDir = "/dev/shm/narhash-bench"
 	}
 	dir := fs.String("dir", defDir, "where to build the trees and binaries (kept for the next run)")
+	realOpts := realFlags(fs) // realfs.go
 	rounds := fs.Int("rounds", 7, "interleaved rounds; the table shows medians")
-	only := fs.String("trees", "big,src,tiny,git", "which trees to measure: big, src, tiny, git (the git view)")
+	only := fs.String("trees", "big,src,tiny,git", "which trees to measure: big, src, tiny, git (the git view), real (the real-filesystem table, realfs.go)")
 	queries := fs.Int("queries", 2000, "daemon queries through the Go client (0: skip the daemon benchmark)")
 	incr := editFlags(fs) // edits.go
 	fs.SetOutput(stderr)
@@ -249,8 +252,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	status := 0
 	if len(selected) > 0 {
 		status = report(stdout, stderr, selected, tools, samples, sizes, *dir)
-	} else {
+	} else if strings.Contains(","+*only+",", ",git,") {
 		fmt.Fprintf(stdout, "%s\n", machine(*dir))
+	}
+	if err := benchReal(ctx, stdout, stderr, *only, *dir, self, narhash, realOpts); err != nil {
+		fmt.Fprintln(stderr, "benchmark: real:", err)
+		return 1
 	}
 	if strings.Contains(","+*only+",", ",git,") {
 		if err := benchGit(ctx, stdout, stderr, *dir, self, narhash, *rounds); err != nil {
@@ -274,18 +281,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // measure runs a command through spawn and returns its wall time, peak
 // RSS and output.
 func measure(ctx context.Context, self string, argv []string) (sample, error) {
-	cmd := exec.CommandContext(ctx, self, append([]string{"-spawn"}, argv...)...)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Run(); err != nil {
-		return sample{}, fmt.Errorf("%v: %s", err, errOut.String())
-	}
-	lines := strings.Split(strings.TrimSpace(errOut.String()), "\n")
-	var ns, rss int64
-	if _, err := fmt.Sscanf(lines[len(lines)-1], "spawn: %d %d", &ns, &rss); err != nil {
-		return sample{}, fmt.Errorf("no measurement in %q", errOut.String())
-	}
-	return sample{time.Duration(ns), rss, strings.TrimSpace(out.String())}, nil
+	return measureEnv(ctx, self, nil, argv)
 }
 
 func median(ss []sample) sample {
