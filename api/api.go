@@ -114,7 +114,12 @@ type Status struct {
 	Pending   int       `json:"pending"` // hash jobs waiting or running
 	Epoch     uint64    `json:"epoch"`
 	Overflows int       `json:"overflows"`
-	Warnings  []string  `json:"warnings,omitempty"`
+	// Checkpoints is the memory the roots' saved hash states take, in
+	// bytes (incremental rehash); Resumed counts the hashes that resumed
+	// at one instead of starting over.
+	Checkpoints int64    `json:"checkpointBytes"`
+	Resumed     int      `json:"resumed"`
+	Warnings    []string `json:"warnings,omitempty"`
 }
 
 // A Backend answers the requests; the daemon implements it.

@@ -216,6 +216,7 @@ func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 			Roots: d.rootList(), Pending: len(d.queue) + d.running, Epoch: d.epoch, Overflows: d.overflows,
 			Warnings: append([]string(nil), d.warnings...),
 		}
+		st.Checkpoints, st.Resumed = d.checkpointBytes(), d.resumed
 		if w := d.faults.warning(); w != "" {
 			st.Warnings = append(st.Warnings, w)
 		}

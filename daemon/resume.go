@@ -57,10 +57,10 @@ func (d *Daemon) touchAt(t *tracked, p string, now time.Time) {
 // archive was at least subPathCheckpointsFrom, and at most
 // subPathCheckpoints of them, so that the 4096 sub-paths tracked at most
 // hold at most about 100 MiB of checkpoints.
-const (
-	subPathCheckpointsFrom = 64 << 20
-	subPathCheckpoints     = 64
-)
+const subPathCheckpoints = 64
+
+// subPathCheckpointsFrom is a variable for tests.
+var subPathCheckpointsFrom int64 = 64 << 20
 
 // planResume sets up a hash job's checkpoints and, where events vouch
 // for a prefix of the tree, the checkpoint it resumes at. On the loop.
@@ -71,7 +71,7 @@ func (d *Daemon) planResume(t *tracked, j *job) {
 		return
 	case t.root.tracked == t:
 	case t.entry != nil && t.entry.NARSize >= subPathCheckpointsFrom:
-		every = t.entry.NARSize / subPathCheckpoints
+		every = max(rootCheckpointEvery, t.entry.NARSize/subPathCheckpoints)
 	default:
 		t.cps = nil
 		return
@@ -126,6 +126,7 @@ func (d *Daemon) hashed(t *tracked, j *job, it *cache.Item) {
 	t.cps, t.changes = j.cps, changes{}
 	if j.from != nil {
 		d.resumed++
+		t.resumed++
 		it.Entry.Computed = minTime(it.Entry.Computed, j.res.Since)
 	}
 	if j.cps != nil && j.cps.Len() > 0 {
@@ -163,4 +164,16 @@ func minTime(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// checkpointBytes is the memory the tracked paths' checkpoints take. On
+// the loop.
+func (d *Daemon) checkpointBytes() int64 {
+	var n int64
+	for _, t := range d.tracked {
+		if t.cps != nil {
+			n += int64(t.cps.Size())
+		}
+	}
+	return n
 }

@@ -126,3 +126,89 @@ func TestResumeAfterRestart(t *testing.T) {
 		t.Errorf("%d of %d restarts after an edit resumed at a checkpoint: want most", resumed, rounds)
 	}
 }
+
+// TestResumeSubPath: a sub-path of a root, a separate archive, resumes
+// as a root does once its archive is large enough to pay.
+func TestResumeSubPath(t *testing.T) {
+	root := resumeTree(t, 23)
+	old := subPathCheckpointsFrom
+	subPathCheckpointsFrom = 1
+	t.Cleanup(func() { subPathCheckpointsFrom = old })
+	sub := filepath.Join(root, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := nartest.Random(sub, 24, 300); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, Config{Watch: []string{root}})
+	rng := rand.New(rand.NewPCG(23, 4))
+	const edits = 2 * nartest.EditKinds
+	for i := range edits + 1 {
+		if got, want := query(t, r.c, sub).Hash, offline(t, sub); got != want {
+			t.Fatalf("edit %d: the daemon says %s, a full hash %s", i, got, want)
+		}
+		if got, want := query(t, r.c, root).Hash, offline(t, root); got != want {
+			t.Fatalf("edit %d: the daemon says %s for the root, a full hash %s", i, got, want)
+		}
+		if i < edits {
+			if _, _, err := nartest.Edit(rng, sub, i%nartest.EditKinds); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	n := 0
+	r.d.call(context.Background(), func() { n = r.d.tracked[sub].resumed })
+	t.Logf("%d of %d hashes of the sub-path resumed", n, edits)
+	if n < edits/2 {
+		t.Errorf("%d of %d hashes of the sub-path resumed: want most", n, edits)
+	}
+}
+
+// TestResumeUnderEdits edits a tree without pause while it is queried:
+// hashes are resumed, cancelled and resumed again under the edits; once
+// the edits stop, the answer and the saved entry must be the tree's full
+// hash.
+func TestResumeUnderEdits(t *testing.T) {
+	root := resumeTree(t, 25)
+	r := start(t, Config{Watch: []string{root}})
+	query(t, r.c, root)
+	done := make(chan error, 1)
+	go func() {
+		rng := rand.New(rand.NewPCG(25, 5))
+		for i := range 150 {
+			if _, _, err := nartest.Edit(rng, root, i%nartest.EditKinds); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for edits := true; edits; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			edits = false
+		default:
+			// A hash can fail while the tree changes under it three
+			// times over (nar.ErrChanged): only the answer after the
+			// edits is checked.
+			if _, err := r.c.Hash(context.Background(), root, "", false); err != nil {
+				t.Logf("query under edits: %v", err)
+			}
+		}
+	}
+	want := offline(t, root)
+	if got := query(t, r.c, root); got.Hash != want {
+		t.Fatalf("after the edits the daemon says %s (%s), a full hash %s", got.Hash, got.Source, want)
+	}
+	st, err := r.c.Status(context.Background())
+	if err != nil || len(st.Roots) != 1 || st.Roots[0].Hash != want {
+		t.Fatalf("status after the edits: %+v, %v; want the root clean with %s", st.Roots, err, want)
+	}
+	if st.Resumed == 0 || st.Checkpoints == 0 {
+		t.Errorf("status: %d hashes resumed, %d bytes of checkpoints; want some of both", st.Resumed, st.Checkpoints)
+	}
+}

@@ -34,6 +34,7 @@ type tracked struct {
 	// behind the entry, and what changed since it began.
 	cps     *nar.Checkpoints
 	changes changes
+	resumed int // hashes resumed at a checkpoint
 }
 
 // result is what a waiting query gets.

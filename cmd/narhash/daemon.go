@@ -159,6 +159,7 @@ func runStatus(ctx context.Context, sio *stdio, opts *queryOpts) error {
 	fmt.Fprintf(sio.out, "narhashd %s, pid %d, up %s, %d workers\n  socket %s\n  database %s\n",
 		orUnknown(st.Version), st.PID, time.Since(st.Started).Round(time.Second), st.Workers, st.Socket, st.DB)
 	fmt.Fprintf(sio.out, "  pending jobs %d, epoch %d, overflows %d\n", st.Pending, st.Epoch, st.Overflows)
+	fmt.Fprintf(sio.out, "  checkpoints %d KiB, hashes resumed %d\n", (st.Checkpoints+1023)/1024, st.Resumed)
 	if len(st.Roots) == 0 {
 		fmt.Fprintln(sio.out, "no roots: add one with 'narhash watch add PATH'")
 	}
