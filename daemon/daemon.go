@@ -108,6 +108,7 @@ type Daemon struct {
 	// Owned by the loop goroutine.
 	roots       map[string]*root
 	rootIdx     pathTrie[*root]
+	links       map[string][]*root  // symlinks on the way to roots (watchLinks)
 	tracked     map[string]*tracked // roots and the paths inside them that were asked for
 	trackIdx    pathTrie[*tracked]
 	gitTracked  map[string]*tracked // git views asked for (gitview.go)
@@ -160,8 +161,8 @@ func New(cfg Config) (*Daemon, error) {
 	d := &Daemon{
 		cfg: cfg, log: cfg.Logger, store: store, in: in, started: time.Now(),
 		roots: map[string]*root{}, tracked: map[string]*tracked{}, gitTracked: map[string]*tracked{}, gitWatches: map[string]int{}, dirty: map[*tracked]struct{}{}, maxTracked: maxTracked,
-		watches: map[int32]*dirWatch{},
-		calls:   make(chan func()), stopped: make(chan struct{}), jobs: make(chan *job), results: make(chan *job, cfg.Workers),
+		watches: map[int32]*dirWatch{}, links: map[string][]*root{},
+		calls: make(chan func()), stopped: make(chan struct{}), jobs: make(chan *job), results: make(chan *job, cfg.Workers),
 		saves: make(chan cache.Item, 1024), deletes: make(chan string, 1024), inject: make(chan []inEvent, 1),
 	}
 	if err := d.mounts.open(); err != nil {

@@ -74,6 +74,9 @@ func (d *Daemon) onEvent(ev inEvent, now time.Time) {
 			}
 		}
 	}
+	for _, r := range d.links[p] {
+		d.checkSeat(r) // a symlink on the way to r changed
+	}
 	if r, ok := d.roots[p]; ok && ev.mask&(unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_DELETE|unix.IN_MOVED_FROM) != 0 {
 		// The root itself was made, replaced or removed (an event of its
 		// parent's watch): watch what its path names now.

@@ -92,8 +92,24 @@ func TestRootThroughRetargetedSymlink(t *testing.T) {
 	root := filepath.Join(base, "cur", "proj")
 	r := start(t, Config{Watch: []string{root}})
 	fresh(t, r.c, root, "through v1")
+	// A subscriber hears of the retargeting with no query.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	lines := make(chan string, 16)
+	go r.c.Subscribe(ctx, root, "", func(h api.HashResult) error { lines <- h.Hash; return nil })
+	<-lines
 	os.Remove(filepath.Join(base, "cur"))
 	os.Symlink("v2", filepath.Join(base, "cur"))
+	want := offline(t, root)
+	for heard := false; !heard; {
+		select {
+		case h := <-lines:
+			heard = h == want
+		case <-time.After(10 * time.Second):
+			t.Fatal("the subscriber did not hear of the retargeting in 10 s")
+		}
+	}
+	cancel()
 	fresh(t, r.c, root, "retargeted to v2")
 	write(t, filepath.Join(base, "v2", "proj", "sub", "f"), "v2 edited")
 	fresh(t, r.c, root, "v2 edited")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -151,6 +152,7 @@ func (d *Daemon) seat(r *root) {
 			d.unwatchable(r, parent, err)
 		}
 	}
+	d.watchLinks(r)
 	var st unix.Stat_t
 	if err := unix.Lstat(r.path, &st); err == nil {
 		r.dev, r.ino, r.seated = st.Dev, st.Ino, true
@@ -162,6 +164,49 @@ func (d *Daemon) seat(r *root) {
 	now := time.Now()
 	d.trackIdx.above(r.path, func(_ string, t *tracked) { d.touch(t, now) })
 	d.trackIdx.below(r.path, func(_ string, t *tracked) { d.touch(t, now) })
+}
+
+// watchLinks watches the directory of each symlink on the way to r, so
+// that retargeting one is seen when it happens, by subscribers too (a
+// query checks what the path names anyway).
+func (d *Daemon) watchLinks(r *root) {
+	end := 0
+	components(filepath.Dir(r.path), func(name string) bool {
+		end += 1 + len(name)
+		q := r.path[:end]
+		st, err := os.Lstat(q)
+		if err != nil {
+			return false
+		}
+		if st.Mode()&os.ModeSymlink != 0 {
+			if !slices.Contains(d.links[q], r) {
+				d.links[q] = append(d.links[q], r)
+			}
+			if f, err := d.addWatch(filepath.Dir(q)); err == nil && f != nil {
+				f.Close()
+			}
+		}
+		return true
+	})
+}
+
+// forgetLinks undoes watchLinks for a root no longer watched.
+func (d *Daemon) forgetLinks(r *root) {
+	for q, rs := range d.links {
+		if i := slices.Index(rs, r); i >= 0 {
+			rs = slices.Delete(rs, i, i+1)
+			if len(rs) > 0 {
+				d.links[q] = rs
+				continue
+			}
+			delete(d.links, q)
+			if dir := filepath.Dir(q); !d.needed(dir) {
+				if w, ok := d.watchPaths.get(dir); ok {
+					d.dropWatch(w, false)
+				}
+			}
+		}
+	}
 }
 
 // checkSeat makes sure r is watched as what its path names now: a root
@@ -194,6 +239,7 @@ func (d *Daemon) removeRoot(path string) error {
 	}
 	delete(d.roots, path)
 	d.rootIdx.delete(path)
+	d.forgetLinks(r)
 	d.unwatchTree(path, d.needed)
 	if parent := filepath.Dir(path); !d.needed(parent) {
 		if w, ok := d.watchPaths.get(parent); ok {
@@ -227,10 +273,16 @@ func (d *Daemon) removeRoot(path string) error {
 }
 
 // needed reports whether the directory at p must stay watched: it is in
-// a root (not a remote one), or is the parent of one.
+// a root (not a remote one), or is the parent of one or of a symlink on
+// the way to one.
 func (d *Daemon) needed(p string) bool {
 	if r := d.rootOf(p); r != nil && !r.remote {
 		return true
+	}
+	for q := range d.links {
+		if filepath.Dir(q) == p {
+			return true
+		}
 	}
 	n := d.rootIdx.find(p)
 	if n == nil {
