@@ -434,7 +434,12 @@ func TestConcurrentClients(t *testing.T) {
 				return
 			case <-time.After(3 * time.Millisecond):
 			}
-			os.WriteFile(file, []byte(fmt.Sprintf("version %d", v)), 0o644)
+			// Made beside the root and renamed in: the tree goes from one
+			// version to the next, with no truncated file between (which
+			// would be a state the daemon may rightly answer).
+			tmp := filepath.Join(filepath.Dir(root), "churn.tmp")
+			os.WriteFile(tmp, []byte(fmt.Sprintf("version %d", v)), 0o644)
+			os.Rename(tmp, file)
 			current.Store(int64(v))
 		}
 	})
