@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"syscall"
 	"time"
 
 	"github.com/narhash/narhash/nar"
+	"golang.org/x/sys/unix"
 )
 
 // Options tune HashPath. The zero value is ready to use.
@@ -81,16 +81,16 @@ func HashFile(ctx context.Context, path string, algo Algo) (Hash, int64, error) 
 	// O_NONBLOCK: opening a FIFO (or a device) must not wait for a
 	// writer; its type is checked right after, and only a regular file,
 	// for which the flag means nothing, is read.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return Hash{}, 0, err
 	}
 	defer f.Close()
-	before, err := f.Stat()
-	if err != nil {
-		return Hash{}, 0, err
+	var before unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &before); err != nil {
+		return Hash{}, 0, &os.PathError{Op: "fstat", Path: path, Err: err}
 	}
-	if !before.Mode().IsRegular() {
+	if before.Mode&unix.S_IFMT != unix.S_IFREG {
 		return Hash{}, 0, fmt.Errorf("hash %s: not a regular file: --flat hashes a file's contents", path)
 	}
 	h := algo.New()
@@ -98,11 +98,11 @@ func HashFile(ctx context.Context, path string, algo Algo) (Hash, int64, error) 
 	if err != nil {
 		return Hash{}, 0, fmt.Errorf("hash %s: %w", path, err)
 	}
-	after, err := f.Stat()
-	if err != nil {
-		return Hash{}, 0, err
+	var after unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &after); err != nil {
+		return Hash{}, 0, &os.PathError{Op: "fstat", Path: path, Err: err}
 	}
-	if n != before.Size() || changed(before, after) {
+	if n != before.Size || changed(&before, &after) {
 		return Hash{}, 0, fmt.Errorf("hash %s: %w", path, nar.ErrChanged)
 	}
 	return Hash{algo, h.Sum(nil)}, n, nil
@@ -111,8 +111,7 @@ func HashFile(ctx context.Context, path string, algo Algo) (Hash, int64, error) 
 // changed reports whether two stats of an open file differ in what a
 // write, a truncation or a chmod changes: size, mtime, ctime, mode (the
 // same as nar's check; an open file keeps its inode).
-func changed(before, after os.FileInfo) bool {
-	b, a := before.Sys().(*syscall.Stat_t), after.Sys().(*syscall.Stat_t)
+func changed(b, a *unix.Stat_t) bool {
 	return a.Size != b.Size || a.Mtim != b.Mtim || a.Ctim != b.Ctim || a.Mode != b.Mode
 }
 

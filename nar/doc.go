@@ -27,8 +27,13 @@
 //     checkpoints, 100,000 files of 1 KiB about 40 KiB.
 //
 // Caveats:
-//   - Linux only: the dump and restore use openat and friends
-//     (golang.org/x/sys/unix, in sys_linux.go and restore.go).
+//   - The fast dump is Linux only (getdents, openat and friends, in
+//     sys_linux.go). On macOS and the BSDs, Dump, StatTree and
+//     StatSelection take a portable dump (portable.go: lstat, os.ReadDir
+//     and a [Writer], one goroutine) that gives the same archive and
+//     Fingerprint, slower; checkpoints and resumed dumps are Linux only
+//     (StatCheckpoints matches none elsewhere). Restore uses openat and
+//     friends on every Unix.
 //   - Dump detects a file that changes while it is read and fails with
 //     [ErrChanged] rather than produce a torn archive: its stat after the
 //     read must match the one before (size, mtime, ctime, inode, mode), or,

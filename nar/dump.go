@@ -96,6 +96,9 @@ type DumpResult struct {
 // Dump returns with the archive's size a Fingerprint of the lstat data of
 // every entry, which [StatTree] recomputes without reading contents.
 func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (DumpResult, error) {
+	if !fastPath {
+		return portableDump(ctx, dst, path, opt)
+	}
 	readers := runtime.GOMAXPROCS(0)
 	if opt != nil && opt.Readers > 0 {
 		readers = opt.Readers
@@ -416,6 +419,9 @@ func StatTree(ctx context.Context, path string) (Fingerprint, DumpStats, error) 
 // StatSelection is [StatTree] of the entries sel selects (all if sel is
 // nil): it matches the Fingerprint of a Dump with the same Selection.
 func StatSelection(ctx context.Context, path string, sel *Selection) (Fingerprint, DumpStats, error) {
+	if !fastPath {
+		return portableStat(ctx, path, sel)
+	}
 	w := &walker{ctx: ctx, root: path, sel: sel, fp: newFingerprinter()}
 	if err := w.run(); err != nil {
 		return Fingerprint{}, DumpStats{}, fmt.Errorf("stat %s: %w", path, err)

@@ -271,7 +271,7 @@ var racyMargin = 2 * time.Second
 func readFile(ctx context.Context, p *pipeline, b *batch, i int, f *framer, limit int) (int64, error) {
 	it := &b.items[i]
 	name := b.names[it.name.off : it.name.off+it.name.len+1]
-	fd, err := openat(it.dir.fd, &name[0], openFileFlags|unix.O_NOATIME)
+	fd, err := openat(it.dir.fd, &name[0], openFileFlags|oNoatime)
 	if err == unix.EPERM { // O_NOATIME is for the file's owner only
 		fd, err = openat(it.dir.fd, &name[0], openFileFlags)
 	}

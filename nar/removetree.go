@@ -17,7 +17,7 @@ func openParent(fd int, dev, ino uint64) (int, error) {
 		return -1, fmt.Errorf("open a parent directory again: %w", err)
 	}
 	var st unix.Stat_t
-	if err := unix.Fstat(up, &st); err != nil || st.Dev != dev || st.Ino != ino {
+	if err := unix.Fstat(up, &st); err != nil || uint64(st.Dev) != dev || st.Ino != ino {
 		unix.Close(up)
 		return -1, errors.New("a directory was moved while in use")
 	}
@@ -51,7 +51,7 @@ func removeTree(parent int, name string) error {
 			return level{}, err
 		}
 		f := os.NewFile(uintptr(fd), name)
-		l := level{f: f, fd: fd, dev: st.Dev, ino: st.Ino, name: name}
+		l := level{f: f, fd: fd, dev: uint64(st.Dev), ino: st.Ino, name: name}
 		ents, err := f.ReadDir(-1)
 		if err != nil {
 			f.Close()

@@ -56,7 +56,7 @@ func Restore(r io.Reader, dest string) (err error) {
 	if err := rs.run(); err != nil {
 		return fmt.Errorf("restore %s: %w", dest, err)
 	}
-	if err := unix.Renameat2(parent, tmp, parent, base, unix.RENAME_NOREPLACE); err != nil {
+	if err := renameNoReplace(parent, tmp, base); err != nil {
 		if err == unix.EEXIST {
 			return fmt.Errorf("restore %s: %w (it appeared while restoring)", dest, ErrExist)
 		}
@@ -161,7 +161,7 @@ func (rs *restorer) create(dirfd int, name, path string, hdr *Header) error {
 			unix.Close(fd)
 			return fmt.Errorf("stat directory %s: %w", shown, err)
 		}
-		rs.dirs = append(rs.dirs, openDir{len(path), fd, st.Dev, st.Ino})
+		rs.dirs = append(rs.dirs, openDir{len(path), fd, uint64(st.Dev), st.Ino})
 		if n := len(rs.dirs) - maxOpenDirs - 1; n >= 0 && rs.dirs[n].fd >= 0 {
 			unix.Close(rs.dirs[n].fd)
 			rs.dirs[n].fd = -1
@@ -200,7 +200,7 @@ func (rs *restorer) fill(f *os.File, hdr *Header) error {
 		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 			return fmt.Errorf("stat file %s: %w", f.Name(), err)
 		}
-		if err := unix.Fchmod(int(f.Fd()), st.Mode&0o7777|0o111); err != nil {
+		if err := unix.Fchmod(int(f.Fd()), uint32(st.Mode&0o7777|0o111)); err != nil {
 			return fmt.Errorf("make %s executable: %w", f.Name(), err)
 		}
 	}

@@ -63,6 +63,10 @@ func (w *walker) resume() error {
 // It returns a nil Checkpoint if none matches. cps must be a dump's of
 // path.
 func StatCheckpoints(ctx context.Context, path string, cps *Checkpoints) (Fingerprint, DumpStats, *Checkpoint, error) {
+	if !fastPath { // no checkpoints there: none matches
+		fp, count, err := portableStat(ctx, path, nil)
+		return fp, count, nil, err
+	}
 	w := &walker{ctx: ctx, root: path, fp: newFingerprinter()}
 	if cps != nil && len(cps.list) > 0 {
 		w.check = &checker{list: cps.list}

@@ -74,31 +74,11 @@ func getdents(fd int, buf []byte) (int, error) {
 
 func closeFD(fd int) { unix.Close(fd) }
 
-// cstring returns a NUL-terminated copy of s, for the root path.
-func cstring(s string) []byte { return append([]byte(s), 0) }
+// fastPath: Dump runs the pipeline of dump.go, not the portable dump.
+const fastPath = true
 
-// fileInfo is what the dump keeps of an lstat or fstat.
-type fileInfo struct {
-	mode  uint32
-	size  int64
-	mtime int64 // nanoseconds since the epoch
-	ctime int64
-	ino   uint64
-	dev   uint64
-	nlink uint64 // 0: deleted while open
-}
-
-func infoOf(st *unix.Stat_t) fileInfo {
-	return fileInfo{
-		mode:  st.Mode,
-		size:  st.Size,
-		mtime: st.Mtim.Nano(),
-		ctime: st.Ctim.Nano(),
-		ino:   st.Ino,
-		dev:   st.Dev,
-		nlink: st.Nlink,
-	}
-}
+// oNoatime keeps reads from updating atime (for the file's owner only).
+const oNoatime = unix.O_NOATIME
 
 // readOnce reads into p with a single read: on a local filesystem a short
 // count means the end of the file.
@@ -148,47 +128,8 @@ func localClock(fd int) bool {
 	return false
 }
 
-// Kinds of file, from the mode's type bits.
-const (
-	modeType = unix.S_IFMT
-	modeReg  = unix.S_IFREG
-	modeDir  = unix.S_IFDIR
-	modeLnk  = unix.S_IFLNK
-	modeExec = unix.S_IXUSR
-)
-
-// dtype returns the getdents d_type of a mode.
-func dtype(mode uint32) uint8 {
-	switch mode & modeType {
-	case modeReg:
-		return unix.DT_REG
-	case modeDir:
-		return unix.DT_DIR
-	case modeLnk:
-		return unix.DT_LNK
-	case unix.S_IFIFO:
-		return unix.DT_FIFO
-	case unix.S_IFSOCK:
-		return unix.DT_SOCK
-	case unix.S_IFCHR:
-		return unix.DT_CHR
-	case unix.S_IFBLK:
-		return unix.DT_BLK
-	}
-	return unix.DT_UNKNOWN
-}
-
-// typeWord names a d_type for error messages.
-func typeWord(typ uint8) string {
-	switch typ {
-	case unix.DT_FIFO:
-		return "named pipe (FIFO)"
-	case unix.DT_SOCK:
-		return "socket"
-	case unix.DT_CHR:
-		return "character device"
-	case unix.DT_BLK:
-		return "block device"
-	}
-	return "file of unknown type"
+// renameNoReplace renames old to new in the directory dirfd, failing with
+// EEXIST if new exists.
+func renameNoReplace(dirfd int, old, new string) error {
+	return unix.Renameat2(dirfd, old, dirfd, new, unix.RENAME_NOREPLACE)
 }

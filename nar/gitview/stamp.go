@@ -1,8 +1,8 @@
 package gitview
 
 import (
+	"golang.org/x/sys/unix"
 	"path/filepath"
-	"syscall"
 )
 
 // stamp is the stat of the git files a view is read from: the index, and
@@ -12,15 +12,15 @@ type stamp [2]fileID
 
 type fileID struct {
 	ino, size    int64
-	mtime, ctime syscall.Timespec
+	mtime, ctime unix.Timespec
 	exists       bool
 }
 
 func stampOf(r Repo) stamp {
 	var s stamp
 	for i, name := range []string{"index", "HEAD"} {
-		var st syscall.Stat_t
-		if syscall.Stat(filepath.Join(r.GitDir, name), &st) == nil {
+		var st unix.Stat_t
+		if unix.Stat(filepath.Join(r.GitDir, name), &st) == nil {
 			s[i] = fileID{int64(st.Ino), st.Size, st.Mtim, st.Ctim, true}
 		}
 	}

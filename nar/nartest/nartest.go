@@ -9,9 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Builder creates files under a root and stops at the first error.
@@ -56,7 +57,7 @@ func (b *Builder) Link(old, rel string) {
 // Fifo creates a named pipe, which no NAR can hold.
 func (b *Builder) Fifo(rel string) {
 	if b.Err == nil {
-		b.Err = syscall.Mkfifo(b.path(rel), 0o644)
+		b.Err = unix.Mkfifo(b.path(rel), 0o644)
 	}
 }
 
@@ -191,11 +192,11 @@ func WaitOlderThan(t testing.TB, d time.Duration, paths ...string) {
 			if err != nil {
 				return err
 			}
-			var st syscall.Stat_t
-			if err := syscall.Lstat(path, &st); err != nil {
+			var st unix.Stat_t
+			if err := unix.Lstat(path, &st); err != nil {
 				return err
 			}
-			for _, ts := range []syscall.Timespec{st.Ctim, st.Mtim} {
+			for _, ts := range []unix.Timespec{st.Ctim, st.Mtim} {
 				if tm := time.Unix(ts.Sec, ts.Nsec); tm.After(newest) {
 					newest = tm
 				}
