@@ -2,11 +2,12 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // readers is how many goroutines the parallel read runs: enough to keep
@@ -48,20 +49,25 @@ func childReadAll(root string) int {
 			target, err := os.Readlink(it.path)
 			return nil, int64(len(target)), err
 		case it.typ.IsRegular():
-			f, err := os.Open(it.path)
+			// The system calls themselves: os.Open would also try to
+			// register the file with the poller.
+			fd, err := unix.Open(it.path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 			if err != nil {
-				return nil, 0, err
+				return nil, 0, &fs.PathError{Op: "open", Path: it.path, Err: err}
 			}
-			defer f.Close()
+			defer unix.Close(fd)
 			for {
-				k, err := f.Read(buf)
-				n += int64(k)
-				if err == io.EOF {
-					return nil, n, nil
+				k, err := unix.Read(fd, buf)
+				if err == unix.EINTR {
+					continue
 				}
 				if err != nil {
-					return nil, n, err
+					return nil, n, &fs.PathError{Op: "read", Path: it.path, Err: err}
 				}
+				if k == 0 {
+					return nil, n, nil
+				}
+				n += int64(k)
 			}
 		}
 		return nil, 0, nil
