@@ -53,11 +53,16 @@ func (d *Daemon) touchAt(t *tracked, p string, now time.Time) {
 }
 
 // Checkpoint spacing: a root's every 1 MiB of archive (see nar's doc for
-// the memory this takes); a sub-path's only where it pays, when its last
-// archive was at least subPathCheckpointsFrom, and at most
-// subPathCheckpoints of them, so that the 4096 sub-paths tracked at most
-// hold at most about 100 MiB of checkpoints.
-const subPathCheckpoints = 64
+// the memory this takes), at most rootCheckpoints of them (past 4 GiB of
+// archive they are further apart), so that saving them with each entry
+// stays cheap; a sub-path's only where it pays, when its last archive was
+// at least subPathCheckpointsFrom, and at most subPathCheckpoints of
+// them, so that the 4096 sub-paths tracked at most hold at most about
+// 100 MiB of checkpoints.
+const (
+	rootCheckpoints    = 4096
+	subPathCheckpoints = 64
+)
 
 // subPathCheckpointsFrom is a variable for tests.
 var subPathCheckpointsFrom int64 = 64 << 20
@@ -65,19 +70,19 @@ var subPathCheckpointsFrom int64 = 64 << 20
 // planResume sets up a hash job's checkpoints and, where events vouch
 // for a prefix of the tree, the checkpoint it resumes at. On the loop.
 func (d *Daemon) planResume(t *tracked, j *job) {
-	every := int64(0)
+	every := rootCheckpointEvery
 	switch {
 	case t.git != nil:
 		return
 	case t.root.tracked == t:
+		if t.entry != nil {
+			every = max(every, t.entry.NARSize/rootCheckpoints)
+		}
 	case t.entry != nil && t.entry.NARSize >= subPathCheckpointsFrom:
-		every = max(rootCheckpointEvery, t.entry.NARSize/subPathCheckpoints)
+		every = max(every, t.entry.NARSize/subPathCheckpoints)
 	default:
 		t.cps = nil
 		return
-	}
-	if every == 0 {
-		every = rootCheckpointEvery
 	}
 	j.cps = &nar.Checkpoints{Every: every}
 	switch {
@@ -93,9 +98,9 @@ func (d *Daemon) planResume(t *tracked, j *job) {
 	}
 }
 
-// rootCheckpointEvery is the spacing of a root's checkpoints; 0 is
-// nar's default (1 MiB). Tests make it small.
-var rootCheckpointEvery int64
+// rootCheckpointEvery is the closest spacing of checkpoints, in bytes of
+// archive. Tests make it small.
+var rootCheckpointEvery int64 = 1 << 20
 
 // runHash is a worker's hash job: resumed if planned, else in full.
 func (d *Daemon) runHash(j *job) {

@@ -3,7 +3,10 @@ package nar
 import (
 	"context"
 	"crypto/sha256"
+	"encoding"
 	"encoding/hex"
+	"errors"
+	"hash"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -15,6 +18,7 @@ import (
 	"time"
 
 	"github.com/narhash/narhash/nar/nartest"
+	"golang.org/x/sys/unix"
 )
 
 func TestComparePaths(t *testing.T) {
@@ -315,5 +319,65 @@ func TestStatCheckpoints(t *testing.T) {
 	}
 	if matched < editKinds {
 		t.Errorf("a checkpoint matched after only %d of %d edits", matched, 2*editKinds)
+	}
+}
+
+// cancellingHash is a SHA-256 that cancels the dump after some writes.
+type cancellingHash struct {
+	hash.Hash
+	cancel func()
+	left   int
+}
+
+func (c *cancellingHash) Write(p []byte) (int, error) {
+	if c.left--; c.left == 0 {
+		c.cancel()
+	}
+	return c.Hash.Write(p)
+}
+
+func (c *cancellingHash) MarshalBinary() ([]byte, error) {
+	return c.Hash.(encoding.BinaryMarshaler).MarshalBinary()
+}
+
+// TestCheckpointsCancelled cancels dumps that take checkpoints at every
+// point: each must fail with the cancellation, never take a checkpoint
+// of bytes the readers skipped (a regression: a batch whose files were
+// skipped was taken as complete, and a checkpoint's write of it
+// panicked).
+func TestCheckpointsCancelled(t *testing.T) {
+	root := nartest.TempDir(t)
+	if err := nartest.Random(root, 9, 2000); err != nil {
+		t.Fatal(err)
+	}
+	for n := 1; n < 400; n += 3 {
+		ctx, cancel := context.WithCancel(context.Background())
+		h := &cancellingHash{Hash: sha256.New(), cancel: cancel, left: n}
+		_, err := Dump(ctx, h, root, &DumpOptions{Checkpoints: &Checkpoints{Every: 256}, Readers: 2})
+		cancel()
+		if err == nil && h.left > 0 {
+			continue // done before the n-th write
+		}
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled after %d writes: %v, want context.Canceled", n, err)
+		}
+	}
+}
+
+// TestFillCancelled: a batch whose files a reader skipped because the
+// dump was cancelled is failed, never taken as complete (the writer
+// would emit, and a checkpoint save, bytes that were never framed).
+func TestFillCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	b := newBatch(arenaSize)
+	d := &dirRef{fd: unix.AT_FDCWD, path: "."}
+	d.refs.Store(2)
+	b.names = append(b.names, "file\x00"...)
+	b.items = append(b.items, item{op: opFile, dir: d, name: span{0, 4}})
+	b.files = 1
+	fill(ctx, &pipeline{}, b)
+	if done := int(b.done.Load()); done != len(b.items)+1 || !errors.Is(b.err, context.Canceled) {
+		t.Errorf("a cancelled batch: done %d, err %v; want %d and context.Canceled", done, b.err, len(b.items)+1)
 	}
 }

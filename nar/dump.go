@@ -307,7 +307,7 @@ func (e *emitter) batch(ctx context.Context, b *batch) (waited bool, err error) 
 			return waited, err
 		}
 		it := &b.items[i]
-		if e.cp != nil && it.op != opEndDir && !it.root && !afterStream && e.off+int64(ready-written) >= e.cp.next {
+		if e.cp != nil && it.op != opEndDir && !it.root && !afterStream && e.off+int64(ready-written) >= e.cp.next && ctx.Err() == nil {
 			// A checkpoint is due: the hash must have taken everything
 			// before this item. (After a streamed file, the framing
 			// that closes it is counted with this item: not here.)

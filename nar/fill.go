@@ -245,7 +245,13 @@ func fill(ctx context.Context, p *pipeline, b *batch) {
 	}
 	p.files.Add(files)
 	p.bytes.Add(bytes)
-	if b.err == nil {
+	switch {
+	case b.err != nil:
+	case ctx.Err() != nil:
+		// Files were skipped, their bytes never framed: the writer must
+		// not take the batch as complete.
+		b.fail(context.Cause(ctx))
+	default:
 		b.finish(f.n)
 	}
 }
