@@ -225,9 +225,9 @@ func realReport(stdout io.Writer, tds []realTree, procs []string, rows []realRow
 	fmt.Fprintln(stdout, "| tree | files | NAR size | filesystem | cache | GOMAXPROCS | narhash | nix-hash | go-nix | SHA-256 in memory | parallel read | narhash / SHA-256 | nix-hash / narhash | go-nix / narhash | narhash / parallel read |")
 	fmt.Fprintln(stdout, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	agree := true
-	floor := map[string]sample{} // the warm SHA-256 floor by tree name
+	floor := map[string]sample{} // the SHA-256 floor of each disk tree's warm row
 	for _, row := range rows {
-		if s, ok := row.m["sha256"]; ok {
+		if s, ok := row.m["sha256"]; ok && row.tree.fsType != "tmpfs" {
 			floor[row.tree.name] = s
 		}
 	}
@@ -237,12 +237,14 @@ func realReport(stdout io.Writer, tds []realTree, procs []string, rows []realRow
 			cache = "cold"
 		}
 		get := func(name string) (sample, bool) {
-			if name == "sha256" {
+			if s, ok := row.m[name]; ok {
+				return s, ok
+			}
+			if name == "sha256" { // cold: the warm row's, on the same disk
 				s, ok := floor[row.tree.name]
 				return s, ok
 			}
-			s, ok := row.m[name]
-			return s, ok
+			return sample{}, false
 		}
 		secs := func(name string) string {
 			if s, ok := get(name); ok {
