@@ -76,7 +76,7 @@ func checkListening(fd int) error {
 	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
 		return errors.New("not a socket")
 	}
-	if d, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN); err != nil || d != unix.AF_UNIX {
+	if sa, err := unix.Getsockname(fd); err != nil || !isUnix(sa) {
 		return errors.New("not a Unix socket: use ListenStream= with a path")
 	}
 	if t, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE); err != nil || t != unix.SOCK_STREAM {
@@ -96,4 +96,9 @@ func SocketPath(l net.Listener) string {
 		return ""
 	}
 	return a.Name
+}
+
+func isUnix(sa unix.Sockaddr) bool {
+	_, ok := sa.(*unix.SockaddrUnix)
+	return ok
 }

@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"golang.org/x/sys/unix"
 )
 
 type stubBackend struct{}
@@ -37,7 +35,7 @@ func (stubBackend) Subscribe(ctx context.Context, p string, _ View, send func(Ha
 // socket.
 func serve(h http.Handler, req *http.Request) *httptest.ResponseRecorder {
 	rec := httptest.NewRecorder()
-	ctx := context.WithValue(req.Context(), peerKey{}, unix.Ucred{Uid: uint32(os.Getuid())})
+	ctx := context.WithValue(req.Context(), peerKey{}, ucred{Uid: uint32(os.Getuid())})
 	h.ServeHTTP(rec, req.WithContext(ctx))
 	return rec
 }

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/narhash/narhash/hasher"
-	"golang.org/x/sys/unix"
 )
 
 // NewHandler serves b under /v1/. Connections must carry their peer's
@@ -75,7 +74,7 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 func (h *handler) checkPeer(next http.Handler) http.Handler {
 	me := os.Getuid()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		cred, ok := r.Context().Value(peerKey{}).(unix.Ucred)
+		cred, ok := r.Context().Value(peerKey{}).(ucred)
 		if !ok {
 			writeError(w, Errorf(http.StatusForbidden, "narhashd answers only on its Unix socket, to its own user"))
 			return

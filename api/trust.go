@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // ErrUntrusted is matched by the client's error when the socket or the
@@ -68,18 +66,4 @@ func dialTrusted(ctx context.Context, sock string) (net.Conn, error) {
 		return nil, &UntrustedError{sock, fmt.Sprintf("the process answering (pid %d) runs as uid %d, not as you (uid %d) or root", cred.Pid, cred.Uid, me)}
 	}
 	return c, nil
-}
-
-// peerCred returns the credentials of a Unix socket's peer (SO_PEERCRED).
-func peerCred(uc *net.UnixConn) (*unix.Ucred, error) {
-	raw, err := uc.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	var cred *unix.Ucred
-	var cerr error
-	if err := raw.Control(func(fd uintptr) { cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) }); err != nil {
-		return nil, err
-	}
-	return cred, cerr
 }

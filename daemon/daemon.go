@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package daemon is narhashd: it watches trees (fsnotify), rehashes them
 // in the background when they change (a bounded pool running
 // hasher.HashPath), keeps the results in a cache.Store and answers

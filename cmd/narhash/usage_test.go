@@ -3,11 +3,8 @@ package main
 import (
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/narhash/narhash/api"
 	"github.com/narhash/narhash/nar/nartest"
@@ -115,29 +112,6 @@ func TestDumpToDevNull(t *testing.T) {
 	if code := run(t.Context(), []string{"dump", "."}, nil, tty, &errOut); code != 2 || !strings.Contains(errOut.String(), "standard output is a terminal") {
 		t.Errorf("narhash dump . > a terminal: exit %d, %q; want 2 and a refusal", code, errOut.String())
 	}
-}
-
-// openPTY returns the terminal side of a new pseudo-terminal.
-func openPTY(t *testing.T) *os.File {
-	t.Helper()
-	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Skipf("no pseudo-terminals here: %v", err)
-	}
-	t.Cleanup(func() { ptmx.Close() })
-	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pts, err := os.OpenFile(filepath.Join("/dev/pts", strconv.Itoa(n)), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Skipf("open the terminal side: %v", err)
-	}
-	t.Cleanup(func() { pts.Close() })
-	return pts
 }
 
 func TestVersion(t *testing.T) {

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command narhashd watches trees and keeps their Nix NAR hashes fresh, for
 // `narhash query` and any client of its Unix socket (see package api).
 //
