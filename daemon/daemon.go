@@ -15,6 +15,8 @@
 // watcher, and waits for that file's event; every change made before the
 // query was sent has then been applied. The answer is the path's entry if
 // its generation is current, or the result of a rehash it joins or starts.
+// A rehash resumes at the last saved checkpoint of the SHA-256 state
+// before the first change, and hashes only what follows (resume.go).
 //
 // Caveats: inotify sees nothing on NFS, FUSE and other remote
 // filesystems, nor writes through a shared mmap; such roots, and roots

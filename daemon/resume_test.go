@@ -96,36 +96,48 @@ func TestResumeEdits(t *testing.T) {
 	}
 }
 
-// TestResumeAfterRestart edits a tree while narhashd is down, at random
-// positions: after the restart, the first answer must be the tree's full
-// hash, computed from the last checkpoint the tree still matched.
+// TestResumeAfterRestart edits a tree while narhashd is down, one to
+// three edits at random positions each time: after the restart, the
+// first answer must be the tree's full hash, computed from the last
+// checkpoint the tree still matched. Every other round restarts at once,
+// with the edits too recent for a stat walk to vouch for what they
+// touched: the answer must still be right.
 func TestResumeAfterRestart(t *testing.T) {
 	root := resumeTree(t, 22)
 	base := nartest.TempDir(t)
 	cfg := Config{Watch: []string{root}, Socket: filepath.Join(base, "s.sock"), DB: filepath.Join(base, "cache.db")}
 	rng := rand.New(rand.NewPCG(22, 3))
 	resumed := 0
-	const rounds = 5
+	const rounds = 8
 	for i := range rounds + 1 {
-		// Checkpoints are trusted by stat only for entries older than
-		// the racy margin when they were read.
-		nartest.WaitOlderThan(t, 2*time.Second, root)
+		if i%2 == 0 {
+			// Checkpoints are trusted by stat only for entries older
+			// than the racy margin when they were read.
+			nartest.WaitOlderThan(t, 2*time.Second, root)
+		}
 		r := start(t, cfg)
 		if got, want := query(t, r.c, root).Hash, offline(t, root); got != want {
 			t.Fatalf("round %d: after the restart the daemon says %s, a full hash %s", i, got, want)
 		}
-		resumed += r.resumedCount(t)
+		if r.resumedCount(t) > 0 {
+			resumed++
+		}
 		r.stop(t)
 		if i == rounds {
 			break
 		}
-		if _, _, err := nartest.Edit(rng, root, rng.IntN(nartest.EditKinds)); err != nil {
-			t.Fatal(err)
+		for range 1 + rng.IntN(3) {
+			if _, _, err := nartest.Edit(rng, root, rng.IntN(nartest.EditKinds)); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	t.Logf("%d of %d restarts resumed", resumed, rounds)
-	if resumed < rounds/2 {
-		t.Errorf("%d of %d restarts after an edit resumed at a checkpoint: want most", resumed, rounds)
+	// An edit of the archive's first entry, or of one the hash before
+	// read too soon after it changed, leaves no checkpoint to resume at:
+	// with this seed, four rounds of eight.
+	t.Logf("%d of %d restarts after edits resumed", resumed, rounds)
+	if resumed < 3 {
+		t.Errorf("%d of %d restarts after edits resumed at a checkpoint: want at least 3", resumed, rounds)
 	}
 }
 
