@@ -371,7 +371,7 @@ func TestFillCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	b := newBatch(arenaSize)
-	d := &dirRef{fd: unix.AT_FDCWD, path: "."}
+	d := &dirRef{fd: unix.AT_FDCWD, name: "."}
 	d.refs.Store(2)
 	b.names = append(b.names, "file\x00"...)
 	b.items = append(b.items, item{op: opFile, dir: d, name: span{0, 4}})

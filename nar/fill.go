@@ -432,5 +432,5 @@ func itemPath(b *batch, it *item) string {
 	if it.root {
 		return string(name)
 	}
-	return joinPath(it.dir.path, name)
+	return joinPath(it.dir.path(), name)
 }

@@ -19,7 +19,7 @@ import (
 // changed from there on are walked as they are now.
 func (w *walker) resume() error {
 	root := cstring(w.root)
-	cwd := &dirRef{fd: unix.AT_FDCWD, path: "."}
+	cwd := &dirRef{fd: unix.AT_FDCWD, name: "."}
 	cwd.refs.Store(1)
 	if err := fstatat(unix.AT_FDCWD, &root[0], &w.st); err != nil {
 		return &fs.PathError{Op: "lstat", Path: w.root, Err: err}
@@ -43,7 +43,7 @@ func (w *walker) resume() error {
 			return nil
 		}
 		if j == len(top.names) || string(top.dents[top.names[j].off:top.names[j].off+top.names[j].len]) != name {
-			return fmt.Errorf("dump %s: %w (it is gone: resume at %q impossible)", joinPath(top.dir.path, []byte(name)), ErrChanged, w.from.Path)
+			return fmt.Errorf("dump %s: %w (it is gone: resume at %q impossible)", joinPath(top.dir.path(), []byte(name)), ErrChanged, w.from.Path)
 		}
 		d := top.names[j]
 		top.next, top.entries = j+1, true

@@ -13,12 +13,16 @@ import (
 )
 
 // dirRef is an open directory that files are opened relative to. The walk
-// holds one reference while it lists the directory and each pending file
-// holds one until it is opened; the last release closes the descriptor.
+// holds one reference while the directory is in its window of open levels
+// (see window.go) and each pending file holds one until it is opened; the
+// last release closes the descriptor. Its path, for error messages, is
+// its parent's joined with its name (see path): a chain, not a string
+// per level, so that memory stays linear in the depth.
 type dirRef struct {
 	fd         int
-	path       string // for error messages
-	localClock bool   // its filesystem stamps ctime from this machine's clock
+	parent     *dirRef // nil for the working directory, named "."
+	name       string  // the root's path for the root
+	localClock bool    // its filesystem stamps ctime from this machine's clock
 	refs       atomic.Int32
 }
 
@@ -38,9 +42,12 @@ type dent struct {
 type level struct {
 	dir   *dirRef
 	info  fileInfo // fstat of the directory when it was listed
-	dents []byte   // its getdents records; names stay NUL-terminated there
+	dents []byte   // its entries' names, each followed by a NUL
 	names []dent   // its entries, in byte order of their names
 	next  int
+	// closed: out of the window of open levels, the walk no longer
+	// holds dir; it opens the directory again when it returns to it.
+	closed bool
 	// pathLen is the length of the directory's path inside the archive,
 	// entries whether one of its entries has been walked.
 	pathLen int
@@ -74,6 +81,12 @@ type walker struct {
 	room  int // files the current batch can still take
 	st    unix.Stat_t
 	link  [MaxTargetLen + 1]byte
+	fds   fdWindow // how many directories the walk keeps open (window.go)
+	// getdents reads into buf, the names gather in names and ents before
+	// each level keeps an exact copy: one buffer for the whole walk.
+	buf   []byte
+	names []byte
+	ents  []dent
 }
 
 // run walks the whole tree. On error it stops, releasing what it holds.
@@ -83,7 +96,7 @@ func (w *walker) run() error {
 		w.cur.releaseFiles()
 		w.cur = nil
 	}
-	for i := len(w.stack) - 1; i >= 0; i-- {
+	for i := len(w.stack) - 1; i >= 0 && !w.stack[i].closed; i-- {
 		w.stack[i].dir.release()
 	}
 	w.stack = w.stack[:0]
@@ -98,7 +111,7 @@ func (w *walker) walk() error {
 		return w.loop()
 	}
 	root := cstring(w.root)
-	cwd := &dirRef{fd: unix.AT_FDCWD, path: "."}
+	cwd := &dirRef{fd: unix.AT_FDCWD, name: "."}
 	cwd.refs.Store(1)
 	if err := fstatat(unix.AT_FDCWD, &root[0], &w.st); err != nil {
 		return &fs.PathError{Op: "lstat", Path: w.root, Err: err}
@@ -235,27 +248,28 @@ func (w *walker) enterDir(parent *dirRef, name []byte, fi *fileInfo, root, close
 
 // openDir opens a directory, lists it and pushes it on the stack.
 func (w *walker) openDir(parent *dirRef, name []byte, fi *fileInfo, root bool, pathLen int, sel *selNode) (*level, error) {
-	path := w.pathOf(parent, name, root)
 	fd, err := openat(parent.fd, &name[0], openDirFlags)
 	if err != nil {
 		if err == unix.ENOENT || err == unix.ELOOP || err == unix.ENOTDIR {
 			return nil, w.changed(parent, name, "was replaced")
 		}
-		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+		return nil, &fs.PathError{Op: "open", Path: w.pathOf(parent, name, root), Err: err}
 	}
-	d := &dirRef{fd: fd, path: path}
+	d := &dirRef{fd: fd, parent: parent, name: string(name)}
+	if root {
+		d.parent, d.name = nil, w.root
+	}
 	d.refs.Store(1)
-	if len(w.stack) < cap(w.stack) {
-		w.stack = w.stack[:len(w.stack)+1]
-	} else {
-		w.stack = append(w.stack, level{})
+	if len(w.stack) == cap(w.stack) { // doubling: a deep walk copies the stack little
+		w.stack = append(make([]level, 0, max(16, 2*cap(w.stack))), w.stack...)
 	}
+	w.stack = w.stack[:len(w.stack)+1]
 	l := &w.stack[len(w.stack)-1]
-	l.dir, l.next, l.names, l.dents = d, 0, l.names[:0], l.dents[:0]
+	l.dir, l.next, l.closed = d, 0, false
 	l.pathLen, l.entries = pathLen, false
 	l.sel, l.pending, l.name = sel, w.sel != nil && !root, name
 	if err := fstat(fd, &w.st); err != nil {
-		return nil, &fs.PathError{Op: "fstat", Path: path, Err: err}
+		return nil, &fs.PathError{Op: "fstat", Path: d.path(), Err: err}
 	}
 	l.info = infoOf(&w.st)
 	if fi != nil && l.info.ino != fi.ino {
@@ -264,9 +278,10 @@ func (w *walker) openDir(parent *dirRef, name []byte, fi *fileInfo, root bool, p
 	if w.p != nil {
 		d.localClock = w.localClock(fd, l.info.dev)
 	}
-	if err := l.list(); err != nil {
-		return nil, &fs.PathError{Op: "readdir", Path: path, Err: err}
+	if err := w.list(l); err != nil {
+		return nil, &fs.PathError{Op: "readdir", Path: d.path(), Err: err}
 	}
+	w.evict()
 	return l, nil
 }
 
@@ -318,36 +333,36 @@ func (w *walker) localClock(fd int, dev uint64) bool {
 	return c
 }
 
-// list reads all of the directory's entries and sorts them by name.
-func (l *level) list() error {
-	if cap(l.dents) < 32<<10 {
-		l.dents = make([]byte, 0, 32<<10)
+// list reads all of the directory's entries into the walk's buffer and
+// keeps an exact copy of their names, sorted.
+func (w *walker) list(l *level) error {
+	if w.buf == nil {
+		w.buf = make([]byte, 32<<10)
 	}
+	w.names, w.ents = w.names[:0], w.ents[:0]
 	for {
-		if cap(l.dents)-len(l.dents) < 16<<10 {
-			l.dents = slices.Grow(l.dents, cap(l.dents))
-		}
-		n, err := getdents(l.dir.fd, l.dents[len(l.dents):cap(l.dents)])
+		n, err := getdents(l.dir.fd, w.buf)
 		if err != nil {
 			return err
 		}
 		if n == 0 {
 			break
 		}
-		start := len(l.dents)
-		l.dents = l.dents[:start+n]
-		for off := start; off < len(l.dents); {
-			reclen := int(l.dents[off+16]) | int(l.dents[off+17])<<8
-			typ := l.dents[off+18]
+		for off := 0; off < n; {
+			reclen := int(w.buf[off+16]) | int(w.buf[off+17])<<8
+			typ := w.buf[off+18]
 			nameOff := off + 19
-			nameLen := bytes.IndexByte(l.dents[nameOff:off+reclen], 0)
-			name := l.dents[nameOff : nameOff+nameLen]
+			nameLen := bytes.IndexByte(w.buf[nameOff:off+reclen], 0)
+			name := w.buf[nameOff : nameOff+nameLen]
 			if !(nameLen == 1 && name[0] == '.') && !(nameLen == 2 && name[0] == '.' && name[1] == '.') {
-				l.names = append(l.names, dent{uint32(nameOff), uint32(nameLen), typ})
+				w.ents = append(w.ents, dent{uint32(len(w.names)), uint32(nameLen), typ})
+				w.names = append(w.names, w.buf[nameOff:nameOff+nameLen+1]...)
 			}
 			off += reclen
 		}
 	}
+	l.dents = append(l.dents[:0], w.names...)
+	l.names = append(l.names[:0], w.ents...)
 	slices.SortFunc(l.names, func(a, b dent) int {
 		return bytes.Compare(l.dents[a.off:a.off+a.len], l.dents[b.off:b.off+b.len])
 	})
@@ -358,10 +373,15 @@ func (l *level) list() error {
 // it was walked.
 func (w *walker) endDir(l *level) error {
 	if err := fstat(l.dir.fd, &w.st); err != nil {
-		return &fs.PathError{Op: "fstat", Path: l.dir.path, Err: err}
+		return &fs.PathError{Op: "fstat", Path: l.dir.path(), Err: err}
 	}
 	if now := infoOf(&w.st); now.mtime != l.info.mtime || now.ctime != l.info.ctime {
-		return fmt.Errorf("dump %s: %w (entries were added, removed or renamed)", l.dir.path, ErrChanged)
+		return fmt.Errorf("dump %s: %w (entries were added, removed or renamed)", l.dir.path(), ErrChanged)
+	}
+	if n := len(w.stack); n > 1 && w.stack[n-2].closed {
+		if err := w.reopen(&w.stack[n-2], l.dir); err != nil {
+			return err
+		}
 	}
 	l.dir.release()
 	entries, pending := l.entries, l.pending
@@ -397,13 +417,17 @@ func (w *walker) addSymlink(dir *dirRef, name []byte, fi *fileInfo, root, closeP
 
 // addFile adds a file for a reader to open, stat and read.
 func (w *walker) addFile(dir *dirRef, name []byte, root, closePrev bool) {
-	if w.cur != nil && w.room == 0 {
+	if w.cur != nil && (w.room == 0 || dir != w.fds.batchDir && w.fds.batchDirs >= w.fds.perBatch) {
 		w.flush() // fails only when the pipeline stops, which the walk notices next
 	}
 	dir.refs.Add(1)
 	w.add(item{op: opFile, root: root, closePrev: closePrev, dir: dir}, name, nil)
 	w.cur.files++
 	w.room--
+	if dir != w.fds.batchDir {
+		w.fds.batchDir = dir
+		w.fds.batchDirs++
+	}
 }
 
 // add appends it to the current batch, or to a new one if it does not
@@ -432,6 +456,7 @@ func (w *walker) add(it item, name, target []byte) {
 func (w *walker) newBatch() *batch {
 	w.flush()
 	w.cur = w.p.freeBatch(w.ctx)
+	w.fds.batchDir, w.fds.batchDirs = nil, 0
 	w.room = firstBatchFiles // until the readers have seen some sizes
 	if files := w.p.files.Load(); files > 0 {
 		avg := max(1, w.p.bytes.Load()/files)
@@ -476,14 +501,14 @@ func (w *walker) flush() error {
 
 // changed reports that an entry changed while the tree was read.
 func (w *walker) changed(dir *dirRef, name []byte, what string) error {
-	return fmt.Errorf("dump %s: %w (it %s)", joinPath(dir.path, name), ErrChanged, what)
+	return fmt.Errorf("dump %s: %w (it %s)", joinPath(dir.path(), name), ErrChanged, what)
 }
 
 func (w *walker) pathOf(dir *dirRef, name []byte, root bool) string {
 	if root {
 		return w.root
 	}
-	return joinPath(dir.path, name)
+	return joinPath(dir.path(), name)
 }
 
 func joinPath(dir string, name []byte) string {
