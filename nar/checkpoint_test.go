@@ -381,3 +381,42 @@ func TestFillCancelled(t *testing.T) {
 		t.Errorf("a cancelled batch: done %d, err %v; want %d and context.Canceled", done, b.err, len(b.items)+1)
 	}
 }
+
+// TestResumeDeep resumes dumps of a tree 100 directories deep, with files
+// at every level, at every checkpoint: the walk holds only the innermost
+// levels open (window.go), and a resumed walk must climb back out of the
+// levels it reopened on its way down as a full walk does.
+func TestResumeDeep(t *testing.T) {
+	root := nartest.TempDir(t)
+	b := &nartest.Builder{Root: root}
+	rng := rand.New(rand.NewPCG(100, 1))
+	dir := ""
+	for range 100 {
+		b.File(dir+"a-file", nartest.Bytes(rng, 700), 0o644)
+		b.File(dir+"z-file", nartest.Bytes(rng, 300), 0o755)
+		dir += "d/"
+		b.Dir(dir)
+	}
+	if b.Err != nil {
+		t.Fatal(b.Err)
+	}
+	cps := &Checkpoints{Every: 1 << 10}
+	hashDump(t, root, cps, nil)
+	deepest := 0
+	for _, cp := range cps.list {
+		deepest = max(deepest, strings.Count(cp.Path, "/"))
+	}
+	if cps.Len() < 50 || deepest < 80 {
+		t.Fatalf("%d checkpoints, the deepest %d levels down: want many, some deeper than the 64 levels kept open", cps.Len(), deepest)
+	}
+	checkAll(t, root, cps, "a deep tree's")
+	// A stat walk follows them all down and back up (none is racy:
+	// the margin is shortened to nothing).
+	defer func(m time.Duration) { racyMargin = m }(racyMargin)
+	racyMargin = -time.Hour
+	cps = &Checkpoints{Every: 1 << 10}
+	hashDump(t, root, cps, nil)
+	if _, _, last, err := StatCheckpoints(context.Background(), root, cps); err != nil || last != &cps.list[cps.Len()-1] {
+		t.Fatalf("StatCheckpoints of the unchanged deep tree: %v, %v; want its last checkpoint", last, err)
+	}
+}
