@@ -126,9 +126,10 @@ func (d *Daemon) runHash(j *job) {
 }
 
 // hashed takes a hash job's accepted result: t keeps its checkpoints and
-// has no change since, and the item to save carries them. It returns
-// when the entry's hash was computed, for the racy rule: the start of
-// the earliest dump that read part of the tree.
+// has no change since, and the item to save carries them. A resumed
+// entry's Computed, which the racy rule compares the fingerprint with,
+// is the start of the earliest dump that read part of the tree if one of
+// its entries was racy then (nar.DumpResult.Since), else the job's.
 func (d *Daemon) hashed(t *tracked, j *job, it *cache.Item) {
 	t.cps, t.changes = j.cps, changes{}
 	if j.from != nil {

@@ -420,3 +420,29 @@ func TestResumeDeep(t *testing.T) {
 		t.Fatalf("StatCheckpoints of the unchanged deep tree: %v, %v; want its last checkpoint", last, err)
 	}
 }
+
+// TestResumeSince: a resumed dump's Since is its own start when no entry
+// it or the dumps before it read was racy, and the first dump's start
+// when one was: Fingerprint.Racy with it must not vouch for an entry a
+// stat cannot.
+func TestResumeSince(t *testing.T) {
+	defer func(m time.Duration) { racyMargin = m }(racyMargin)
+	root := nartest.TempDir(t)
+	if err := nartest.Random(root, 12, 200); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		margin time.Duration
+		racy   bool
+	}{{-time.Hour, false}, {time.Hour, true}} {
+		racyMargin = tc.margin
+		cps := &Checkpoints{Every: 2 << 10}
+		_, first := hashDump(t, root, cps, nil)
+		from := &cps.list[cps.Len()/2]
+		before := time.Now()
+		_, res := hashDump(t, root, cps.Clone(), from)
+		if tc.racy && !res.Since.Equal(first.Since) || !tc.racy && res.Since.Before(before) {
+			t.Errorf("racy %v: a resumed dump begun at %v says Since %v (the first dump's %v)", tc.racy, before, res.Since, first.Since)
+		}
+	}
+}

@@ -70,9 +70,11 @@ type DumpResult struct {
 	Size        int64 // bytes of NAR written
 	Fingerprint Fingerprint
 	DumpStats
-	// Since is when the dump began, or for a resumed dump when the
-	// earliest dump that read part of the tree began: the moment to
-	// give Fingerprint.Racy.
+	// Since is the moment to give Fingerprint.Racy: when the dump
+	// began; for a resumed dump in which an entry had changed shortly
+	// before the dump that read it began (racy), when the earliest dump
+	// that read part of the tree began, for a stat cannot vouch for that
+	// entry since then.
 	Since time.Time
 }
 
@@ -182,9 +184,10 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 		return DumpResult{}, err
 	}
 	since := start
-	if e.cp != nil {
+	switch {
+	case e.cp != nil && e.cp.racy:
 		since = time.Unix(0, e.cp.since)
-	} else if from != nil {
+	case e.cp == nil && from != nil:
 		since = time.Unix(0, min(start.UnixNano(), from.since))
 	}
 	return DumpResult{Size: e.off, Fingerprint: e.fp.sum(), DumpStats: e.count, Since: since}, nil
