@@ -120,6 +120,7 @@ type Daemon struct {
 	gitWatches  map[string]int        // git directories watched for git views, and for how many
 	dirty       map[*tracked]struct{} // waiting for their debounce
 	maxTracked  int
+	maxGit      int // git views tracked at most (maxGitTracked; tests lower it)
 	watches     map[int32]*dirWatch
 	watchPaths  pathTrie[*dirWatch]
 	queue       []*tracked // waiting for a worker
@@ -164,7 +165,7 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	d := &Daemon{
 		cfg: cfg, log: cfg.Logger, store: store, in: in, started: time.Now(),
-		roots: map[string]*root{}, tracked: map[string]*tracked{}, gitTracked: map[string]*tracked{}, gitWatches: map[string]int{}, dirty: map[*tracked]struct{}{}, maxTracked: maxTracked,
+		roots: map[string]*root{}, tracked: map[string]*tracked{}, gitTracked: map[string]*tracked{}, gitWatches: map[string]int{}, dirty: map[*tracked]struct{}{}, maxTracked: maxTracked, maxGit: maxGitTracked,
 		watches: map[int32]*dirWatch{}, links: map[string][]*root{},
 		calls: make(chan func()), stopped: make(chan struct{}), jobs: make(chan *job), results: make(chan *job, cfg.Workers),
 		saves: make(chan cache.Item, 1024), deletes: make(chan string, 1024), inject: make(chan []inEvent, 1),

@@ -230,35 +230,32 @@ func (d *Daemon) trackView(path string, r *root, view api.View) *tracked {
 	}
 	t := d.gitTracked[path]
 	if t == nil {
-		t = &tracked{path: path, root: r, git: &gitState{}}
+		t = &tracked{path: path, root: r, git: &gitState{}, used: time.Now()}
 		if e, ok, err := d.store.Get(gitKey(path)); err == nil && ok {
 			t.entry, t.entryGen, t.verified = &e, t.gen, false
 		}
 		d.gitTracked[path] = t
 		d.gitIdx.set(path, t)
-		if len(d.gitTracked) > maxGitTracked {
-			d.evictGit()
+		if len(d.gitTracked) > d.maxGit {
+			d.evictGit(t)
 		}
 	}
 	t.used = time.Now()
 	return t
 }
 
-// evictGit forgets the least recently used half of the idle git views.
-func (d *Daemon) evictGit() {
+// evictGit forgets the least recently used half of the idle git views,
+// never keep: the view being asked for (forgotten, it would never answer).
+func (d *Daemon) evictGit(keep *tracked) {
 	var idle []*tracked
 	for _, t := range d.gitTracked {
-		if t.job == nil && len(t.waiters) == 0 && len(t.subs) == 0 {
+		if t != keep && t.job == nil && len(t.waiters) == 0 && len(t.subs) == 0 {
 			idle = append(idle, t)
 		}
 	}
 	slices.SortFunc(idle, func(a, b *tracked) int { return a.used.Compare(b.used) })
 	for _, t := range idle[:len(idle)/2] {
-		d.untrack(t, errors.New("evicted"))
-		select {
-		case d.deletes <- gitKey(t.path):
-		default: // the writer is behind; the entry stays, harmless
-		}
+		d.forget(t, errors.New("evicted"))
 	}
 }
 
@@ -296,7 +293,7 @@ func (d *Daemon) touchAllGit(now time.Time) {
 }
 
 // rootGoneGit moves the git views of a root no longer watched to the
-// root that now holds them, or stops tracking them.
+// root that now holds them, or forgets them with their cache entries.
 func (d *Daemon) rootGoneGit(r *root) {
 	for _, t := range d.gitTracked {
 		if t.root != r {
@@ -306,6 +303,6 @@ func (d *Daemon) rootGoneGit(r *root) {
 			t.root = other
 			continue
 		}
-		d.untrack(t, fmt.Errorf("%s is no longer watched", clip(r.path)))
+		d.forget(t, fmt.Errorf("%s is no longer watched", clip(r.path)))
 	}
 }

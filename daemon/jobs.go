@@ -260,8 +260,9 @@ func (d *Daemon) save(it cache.Item) {
 	}
 }
 
-// storeWriter commits results in batches: whatever has arrived when it
-// wakes, up to 256 at once. It sleeps while there is nothing to write.
+// storeWriter commits results and deletions in batches: whatever has
+// arrived when it wakes, up to 256 results at once. It sleeps while there
+// is nothing to write.
 func (d *Daemon) storeWriter() {
 	var batch []cache.Item
 	var gone []string
@@ -269,7 +270,6 @@ func (d *Daemon) storeWriter() {
 		select {
 		case p := <-d.deletes:
 			gone = append(gone, p)
-			continue
 		case it, ok := <-d.saves:
 			if !ok {
 				d.flush(batch, gone)

@@ -113,11 +113,21 @@ func (d *Daemon) evict() {
 		idle = idle[:n]
 	}
 	for _, t := range idle {
-		d.untrack(t, errors.New("evicted"))
-		select {
-		case d.deletes <- t.path:
-		default: // the writer is behind; the entry stays, harmless
-		}
+		d.forget(t, errors.New("evicted"))
+	}
+}
+
+// forget stops tracking t and deletes its cache entry: t is evicted, or
+// its root is no longer watched.
+func (d *Daemon) forget(t *tracked, err error) {
+	d.untrack(t, err)
+	key := t.path
+	if t.git != nil {
+		key = gitKey(t.path)
+	}
+	select {
+	case d.deletes <- key:
+	default: // the writer is behind; the entry stays, harmless
 	}
 }
 

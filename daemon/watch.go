@@ -268,7 +268,14 @@ func (d *Daemon) removeRoot(path string) error {
 			t.root = other
 			continue
 		}
-		d.untrack(t, fmt.Errorf("%s is no longer watched", clip(path)))
+		err := fmt.Errorf("%s is no longer watched", clip(path))
+		if t.path == path {
+			// Its entry stays: the root added again is served from it
+			// once a stat walk matches, not hashed whole again.
+			d.untrack(t, err)
+			continue
+		}
+		d.forget(t, err)
 	}
 	d.rootGoneGit(r)
 	return nil
