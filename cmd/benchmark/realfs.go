@@ -288,8 +288,16 @@ func realReport(stdout io.Writer, tds []realTree, procs []string, rows []realRow
 				r("narhash", "sha256"), r("nix-hash", "narhash"), r("go-nix", "narhash"), r("narhash", "readall"))
 		}
 	}
-	fmt.Fprintf(stdout, "\nMedians of %d warm rounds (after one warm-up) and %d cold rounds (page cache dropped before every run), tools interleaved. "+
-		"Parallel read: 64 goroutines listing every directory and reading every file once. All hashes agreed: %v.\n", warmRounds, coldRounds, agree)
+	var rounds []string
+	if slices.ContainsFunc(rows, func(r realRow) bool { return !r.cold }) {
+		rounds = append(rounds, fmt.Sprintf("%d warm rounds (after one warm-up)", warmRounds))
+	}
+	if slices.ContainsFunc(rows, func(r realRow) bool { return r.cold }) {
+		rounds = append(rounds, fmt.Sprintf("%d cold rounds (page cache dropped before every run)", coldRounds))
+	}
+	fmt.Fprintf(stdout, "\nMedians of %s, tools interleaved. "+
+		"Parallel read: %d goroutines listing every directory and reading every file once. All hashes agreed: %v.\n",
+		strings.Join(rounds, " and "), readers, agree)
 	if coldNote != "" {
 		fmt.Fprintln(stdout, coldNote)
 	}
