@@ -43,7 +43,8 @@ func (d *Daemon) Hash(ctx context.Context, path string, view api.View, watch boo
 	ch := make(chan result, 1)
 	var immediate *result
 	inRoot, resolve := false, false
-	if err := d.callErr(ctx, func() {
+	var listed chan struct{}
+	call := func() {
 		if d.mounts.changed() {
 			d.mountsChanged()
 		}
@@ -52,13 +53,22 @@ func (d *Daemon) Hash(ctx context.Context, path string, view api.View, watch boo
 			return
 		}
 		d.checkSeat(r)
+		if listed == nil && r.listing > 0 {
+			// Wait, off the loop, for the listings of r asked for
+			// so far (the lister holds its directories open while
+			// it lists them), then ask again; a later listing makes
+			// the answer a stat walk's (root.unsure).
+			listed = d.listedCh(r)
+			return
+		}
+		listed = nil
 		if throughSymlink(r, path) {
 			resolve = true // it leads outside what r's watches see
 			return
 		}
 		t := d.trackView(path, r, view)
 		inRoot = true
-		if barrier != nil || t.root.degraded || d.cookieFault != "" {
+		if barrier != nil || t.root.unsure() || d.cookieFault != "" {
 			// Events cannot vouch for the tree: check it by a stat walk
 			// begun after this query.
 			t.verified = false
@@ -71,8 +81,21 @@ func (d *Daemon) Hash(ctx context.Context, path string, view api.View, watch boo
 		}
 		t.waiters = append(t.waiters, ch)
 		d.schedule(t, true)
-	}); err != nil {
+	}
+	if err := d.callErr(ctx, call); err != nil {
 		return api.Hash{}, err
+	}
+	if listed != nil {
+		select {
+		case <-listed:
+		case <-ctx.Done():
+			return api.Hash{}, ctx.Err()
+		case <-d.stopped:
+			return api.Hash{}, errStopped
+		}
+		if err := d.callErr(ctx, call); err != nil {
+			return api.Hash{}, err
+		}
 	}
 	if resolve {
 		real, err := filepath.EvalSymlinks(filepath.Dir(path))
@@ -188,15 +211,31 @@ func (d *Daemon) AddRoot(ctx context.Context, path string, opt api.RootOptions) 
 		return api.Root{}, api.Errorf(http.StatusNotFound, "cannot watch %s: %v", clip(path), clipErr(err))
 	}
 	var out api.Root
+	var r *root
+	var listed chan struct{}
 	if cerr := d.callErr(ctx, func() {
-		var r *root
 		if r, err = d.addRoot(path, opt.Validate, true); err == nil {
-			out = d.rootInfo(r)
+			listed = d.listedCh(r)
 		}
 	}); cerr != nil {
 		return api.Root{}, cerr
 	}
-	return out, err
+	if err != nil {
+		return api.Root{}, err
+	}
+	// The answer says what is watched: wait for the listing, off the
+	// loop (queries meanwhile check r by stat walks).
+	select {
+	case <-listed:
+	case <-ctx.Done():
+		return api.Root{}, ctx.Err()
+	case <-d.stopped:
+		return api.Root{}, errStopped
+	}
+	if cerr := d.callErr(ctx, func() { out = d.rootInfo(r) }); cerr != nil {
+		return api.Root{}, cerr
+	}
+	return out, nil
 }
 
 // RemoveRoot stops watching path.

@@ -131,6 +131,14 @@ type Daemon struct {
 	resumed     int // hashes resumed at a checkpoint (resume.go)
 	warnings    []string
 	cookieFault string
+	// The listing of new directories (lister.go).
+	listQ       []*listReq     // waiting for the lister
+	listing     int            // listings asked for and not done
+	listAsked   int            // listings asked for, ever
+	listEnded   int            // listings done, ever
+	early       []inEvent      // events of watches not yet recorded
+	removed     map[int32]bool // watches removed while listings were under way
+	listWaiters []listWaiter
 
 	calls   chan func()     // closures to run on the loop
 	stopped chan struct{}   // closed when the loop has exited
@@ -139,9 +147,12 @@ type Daemon struct {
 	saves   chan cache.Item // loop -> store writer
 	deletes chan string     // loop -> store writer: entries to forget
 	inject  chan []inEvent  // tests: events as if from the watcher
-	cookies cookieJar
-	faults  storeFaults
-	loopAt  loopState
+	// loop <-> lister (lister.go)
+	listReqs chan *listReq
+	listed   chan listResult
+	cookies  cookieJar
+	faults   storeFaults
+	loopAt   loopState
 	// testHookAdd, when set, is called before each inotify watch is added
 	// and can make it fail.
 	testHookAdd func(path string) error
@@ -169,6 +180,7 @@ func New(cfg Config) (*Daemon, error) {
 		watches: map[int32]*dirWatch{}, links: map[string][]*root{},
 		calls: make(chan func()), stopped: make(chan struct{}), jobs: make(chan *job), results: make(chan *job, cfg.Workers),
 		saves: make(chan cache.Item, 1024), deletes: make(chan string, 1024), inject: make(chan []inEvent, 1),
+		listReqs: make(chan *listReq), listed: make(chan listResult, 1),
 	}
 	if err := d.mounts.open(); err != nil {
 		d.log.Warn("cannot read the mount table: mounts inside roots go unnoticed", "err", err)
@@ -223,6 +235,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	wg.Go(func() { d.cookies.maker(ctx) })
 	wg.Go(func() { d.watchMounts(ctx) })
+	wg.Go(func() { d.lister(ctx) })
 	go d.in.read()
 	saved := make(chan struct{})
 	go func() { d.storeWriter(); close(saved) }()
@@ -234,8 +247,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("narhashd started", "socket", d.cfg.Socket, "db", d.cfg.DB, "workers", d.cfg.Workers)
 	loopDone := make(chan struct{})
 	go func() { d.loop(ctx); close(d.stopped); close(loopDone) }()
-	if d.call(ctx, func() { d.startup() }) && d.cfg.Ready != nil {
-		d.cfg.Ready()
+	var listed chan struct{}
+	if d.call(ctx, func() { d.startup(); listed = d.listedCh(nil) }) && d.cfg.Ready != nil {
+		// Ready once the roots are watched whole: answers do not wait
+		// for it (see lister.go), but a caller that edits a tree right
+		// after expects its events.
+		select {
+		case <-listed:
+			d.cfg.Ready()
+		case <-ctx.Done():
+		}
 	}
 
 	var serveErr error
@@ -320,7 +341,17 @@ func (d *Daemon) loop(ctx context.Context) {
 	for {
 		d.armTimer(timer)
 		d.loopAt.idle()
+		var listReqs chan *listReq // nil (never ready) while none waits
+		var next *listReq
+		if len(d.listQ) > 0 {
+			listReqs, next = d.listReqs, d.listQ[0]
+		}
 		select {
+		case listReqs <- next:
+			d.listQ = d.listQ[1:]
+		case res := <-d.listed:
+			d.loopAt.busy("a listing")
+			d.onListed(res)
 		case <-ctx.Done():
 			d.shutdown()
 			return

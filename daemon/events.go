@@ -32,7 +32,10 @@ func (d *Daemon) onEvents(batch []inEvent) {
 func (d *Daemon) onEvent(ev inEvent, now time.Time) {
 	w := d.watches[ev.wd]
 	if w == nil {
-		return // a watch already dropped: its events are of no use
+		// A watch the lister added and the loop has yet to record, or
+		// one already dropped, whose events are of no use.
+		d.keepEarly(ev)
+		return
 	}
 	if ev.wd == d.cookies.wd {
 		d.onCookieEvent(ev)
@@ -66,7 +69,7 @@ func (d *Daemon) onEvent(ev inEvent, now time.Time) {
 		d.unwatchTree(p, nil)
 	case isDir && ev.mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0:
 		if r := d.rootOf(p); r != nil && !r.remote {
-			d.watchTree(r, p)
+			d.listLater(r, p)
 		}
 	case isDir && ev.mask&unix.IN_ATTRIB != 0:
 		// A directory that could not be watched may be readable now.

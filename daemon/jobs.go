@@ -109,7 +109,7 @@ func (d *Daemon) dispatch(ctx context.Context) {
 			t.job.cancel() // too old to answer; its result will be ignored
 		}
 		j := &job{t: t, gen: t.gen, start: time.Now(), git: t.git != nil}
-		j.verify = t.entry != nil && t.entryGen == t.gen && (!t.verified || t.root.degraded)
+		j.verify = t.entry != nil && t.entryGen == t.gen && (!t.verified || t.root.unsure())
 		if j.verify {
 			j.vcps = t.cps
 		} else {

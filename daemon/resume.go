@@ -89,7 +89,7 @@ func (d *Daemon) planResume(t *tracked, j *job) {
 	j.cps = &nar.Checkpoints{Every: every}
 	switch {
 	case t.cps == nil:
-	case !t.changes.all && t.changes.first != "" && !t.root.degraded:
+	case !t.changes.all && t.changes.first != "" && !t.root.unsure():
 		if cp := t.cps.Before(t.changes.first); cp != nil {
 			j.cps, j.from = t.cps.Clone(), cp
 		}

@@ -47,7 +47,7 @@ type result struct {
 
 // fresh reports whether the entry is the hash of the tree as it is.
 func (t *tracked) fresh() bool {
-	return t.entry != nil && t.entryGen == t.gen && t.verified && !t.root.degraded
+	return t.entry != nil && t.entryGen == t.gen && t.verified && !t.root.unsure()
 }
 
 // current reports whether the running job, if any, can answer a query

@@ -32,6 +32,9 @@ type root struct {
 	unwatchable map[string]error
 	dev, ino    uint64 // what the path named when it was last watched
 	seated      bool   // dev and ino are set
+	listing     int    // listings of its directories under way (lister.go)
+	listAsked   int    // listings of its directories asked for, ever
+	listEnded   int    // and done
 }
 
 // updateDegraded sets r.degraded and r.warning from their causes.
@@ -134,8 +137,11 @@ func (d *Daemon) addRoot(path string, validate, save bool) (*root, error) {
 		}
 	}
 	d.seat(r)
-	d.log.Info("watching", "root", path, "watches", d.watchCount(path), "degraded", r.degraded)
-	d.schedule(r.tracked, true)
+	d.log.Info("watching", "root", path, "listing", r.listing > 0, "degraded", r.degraded)
+	if r.listing == 0 {
+		// Else it is hashed when its listing ends (onListed touches it).
+		d.schedule(r.tracked, true)
+	}
 	return r, nil
 }
 
@@ -159,7 +165,7 @@ func (d *Daemon) seat(r *root) {
 	if err := unix.Lstat(r.path, &st); err == nil {
 		r.dev, r.ino, r.seated = st.Dev, st.Ino, true
 		if st.Mode&unix.S_IFMT == unix.S_IFDIR && !r.remote {
-			d.watchTree(r, r.path)
+			d.listLater(r, r.path)
 		}
 	}
 	d.updateDegraded(r)

@@ -42,7 +42,7 @@ func (d *Daemon) setWatch(wd int32, path string, dev, ino uint64) {
 		d.watches[wd] = &dirWatch{wd: wd, path: path, dev: dev, ino: ino}
 	}
 	if old, ok := d.watchPaths.get(path); ok && old.wd != wd {
-		d.in.rm(old.wd)
+		d.rmWatch(old.wd)
 		delete(d.watches, old.wd)
 	}
 	d.watchPaths.set(path, d.watches[wd])
@@ -51,7 +51,7 @@ func (d *Daemon) setWatch(wd int32, path string, dev, ino uint64) {
 // dropWatch forgets a watch, and removes it from the kernel unless gone.
 func (d *Daemon) dropWatch(w *dirWatch, gone bool) {
 	if !gone {
-		d.in.rm(w.wd)
+		d.rmWatch(w.wd)
 	}
 	delete(d.watches, w.wd)
 	if cur, ok := d.watchPaths.get(w.path); ok && cur == w {
@@ -76,20 +76,31 @@ func (d *Daemon) unwatchTree(dir string, keep func(path string) bool) {
 
 // addWatch watches the directory at path: it opens it (never through a
 // symlink), watches the open inode and returns it for listing; nil with
-// no error if path is not a directory any more.
+// no error if path is not a directory any more. On the loop.
 func (d *Daemon) addWatch(path string) (*os.File, error) {
+	f, wd, dev, ino, err := d.openWatch(path)
+	if f == nil || err != nil {
+		return nil, err
+	}
+	d.setWatch(wd, path, dev, ino)
+	return f, nil
+}
+
+// openWatch is addWatch but for recording the watch: the lister calls it
+// too, and the loop records what it returns.
+func (d *Daemon) openWatch(path string) (f *os.File, wd int32, dev, ino uint64, err error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
-			return nil, nil
+			return nil, 0, 0, 0, nil
 		}
-		return nil, err
+		return nil, 0, 0, 0, err
 	}
-	f := os.NewFile(uintptr(fd), path)
+	f = os.NewFile(uintptr(fd), path)
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		f.Close()
-		return nil, err
+		return nil, 0, 0, 0, err
 	}
 	add := d.in.watchFD
 	if d.testHookAdd != nil {
@@ -100,16 +111,15 @@ func (d *Daemon) addWatch(path string) (*os.File, error) {
 			return d.in.watchFD(fd)
 		}
 	}
-	wd, err := add(fd)
+	wd, err = add(fd)
 	if err != nil {
 		f.Close()
 		if errors.Is(err, unix.ENOSPC) {
-			return nil, errWatchLimit
+			return nil, 0, 0, 0, errWatchLimit
 		}
-		return nil, err
+		return nil, 0, 0, 0, err
 	}
-	d.setWatch(wd, path, st.Dev, st.Ino)
-	return f, nil
+	return f, wd, st.Dev, st.Ino, nil
 }
 
 // watchTree watches dir and every directory below it, each watched first
