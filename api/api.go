@@ -117,9 +117,14 @@ type Status struct {
 	// Checkpoints is the memory the roots' saved hash states take, in
 	// bytes (incremental rehash); Resumed counts the hashes that resumed
 	// at one instead of starting over.
-	Checkpoints int64    `json:"checkpointBytes"`
-	Resumed     int      `json:"resumed"`
-	Warnings    []string `json:"warnings,omitempty"`
+	Checkpoints int64 `json:"checkpointBytes"`
+	Resumed     int   `json:"resumed"`
+	// Tracked counts the roots, sub-paths and git views whose hashes the
+	// daemon keeps; TrackingBytes estimates the memory they take besides
+	// their checkpoints (idle sub-paths and git views are forgotten).
+	Tracked       int      `json:"tracked"`
+	TrackingBytes int64    `json:"trackingBytes"`
+	Warnings      []string `json:"warnings,omitempty"`
 }
 
 // A Backend answers the requests; the daemon implements it.

@@ -129,7 +129,8 @@ func (d *Daemon) track(path string, r *root) *tracked {
 		t = d.newTracked(path)
 		t.root = r
 	}
-	t.used = time.Now()
+	t.used = d.now()
+	d.sweepIdle()
 	return t
 }
 
@@ -258,6 +259,7 @@ func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 			Warnings: append([]string(nil), d.warnings...),
 		}
 		st.Checkpoints, st.Resumed = d.checkpointBytes(), d.resumed
+		st.TrackingBytes, st.Tracked = d.trackingBytes()
 		if w := d.faults.warning(); w != "" {
 			st.Warnings = append(st.Warnings, w)
 		}

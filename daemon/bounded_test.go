@@ -9,8 +9,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/narhash/narhash/api"
 
 	"golang.org/x/sys/unix"
 )
@@ -93,5 +96,77 @@ func TestTrackedCost(t *testing.T) {
 		cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
 		t.Logf("%d tracked: root query median %v; 1000 edits, each with a query of a sub-path: %v CPU (test and daemon)", n, lat[len(lat)/2], cpu)
 		r.stop(t)
+	}
+}
+
+// TestIdleForgotten: a sub-path nobody asked for in idleAfter is
+// forgotten, with its cache entry, the next time the daemon is asked for
+// a path; a subscribed one stays, and so does the root. The daemon's clock
+// is moved by the test: nothing waits for idleAfter to pass.
+func TestIdleForgotten(t *testing.T) {
+	root := newTree(t)
+	for _, name := range []string{"idle", "subscribed", "asked"} {
+		os.MkdirAll(filepath.Join(root, name), 0o755)
+		write(t, filepath.Join(root, name, "f"), name)
+	}
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	r := start(t, Config{Watch: []string{root}}, func(d *Daemon) {
+		d.now = func() time.Time { return time.Unix(0, clock.Load()) }
+	})
+	idle, subscribed, asked := filepath.Join(root, "idle"), filepath.Join(root, "subscribed"), filepath.Join(root, "asked")
+	fresh(t, r.c, idle, "sub-path")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	first := make(chan string, 1)
+	go r.c.Subscribe(ctx, subscribed, "", func(h api.HashResult) error {
+		select {
+		case first <- h.Hash:
+		default:
+		}
+		return nil
+	})
+	select {
+	case <-first:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no first line from the subscription")
+	}
+	waitEntry := func(path string, want bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if _, ok, _ := r.d.store.Get(path); ok == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("cache entry of %s: there %v, want %v", path, !want, want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitEntry(idle, true)
+
+	clock.Add(int64(idleAfter + sweepEvery))
+	fresh(t, r.c, asked, "sub-path asked after the others were idle")
+	var tracked []string
+	r.d.call(context.Background(), func() {
+		for p := range r.d.tracked {
+			tracked = append(tracked, p)
+		}
+	})
+	slices.Sort(tracked)
+	if want := []string{root, asked, subscribed}; !slices.Equal(tracked, want) {
+		t.Errorf("tracked after idleAfter: %q, want %q", tracked, want)
+	}
+	waitEntry(idle, false)
+	write(t, filepath.Join(idle, "f"), "changed while forgotten")
+	fresh(t, r.c, idle, "a forgotten sub-path asked again")
+
+	st, err := r.c.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Tracked != 4 || st.TrackingBytes <= 0 {
+		t.Errorf("status: tracked %d, %d bytes; want 4 (root, three sub-paths) and some bytes", st.Tracked, st.TrackingBytes)
 	}
 }

@@ -110,17 +110,22 @@ type Daemon struct {
 	started time.Time
 
 	// Owned by the loop goroutine.
-	roots       map[string]*root
-	rootIdx     pathTrie[*root]
-	links       map[string][]*root  // symlinks on the way to roots (watchLinks)
-	tracked     map[string]*tracked // roots and the paths inside them that were asked for
-	trackIdx    pathTrie[*tracked]
-	gitTracked  map[string]*tracked // git views asked for (gitview.go)
-	gitIdx      pathTrie[*tracked]
-	gitWatches  map[string]int        // git directories watched for git views, and for how many
-	dirty       map[*tracked]struct{} // waiting for their debounce
-	maxTracked  int
-	maxGit      int // git views tracked at most (maxGitTracked; tests lower it)
+	roots      map[string]*root
+	rootIdx    pathTrie[*root]
+	links      map[string][]*root  // symlinks on the way to roots (watchLinks)
+	tracked    map[string]*tracked // roots and the paths inside them that were asked for
+	trackIdx   pathTrie[*tracked]
+	gitTracked map[string]*tracked // git views asked for (gitview.go)
+	gitIdx     pathTrie[*tracked]
+	gitWatches map[string]int        // git directories watched for git views, and for how many
+	dirty      map[*tracked]struct{} // waiting for their debounce
+	maxTracked int
+	maxGit     int // git views tracked at most (maxGitTracked; tests lower it)
+	// Idle sub-paths and git views are forgotten (sweepIdle): after
+	// idleAfter unasked, checked at most every sweepEvery, on activity.
+	idleAfter   time.Duration
+	lastSweep   time.Time
+	now         func() time.Time // time.Now; tests move it
 	watches     map[int32]*dirWatch
 	watchPaths  pathTrie[*dirWatch]
 	queue       []*tracked // waiting for a worker
@@ -176,7 +181,7 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	d := &Daemon{
 		cfg: cfg, log: cfg.Logger, store: store, in: in, started: time.Now(),
-		roots: map[string]*root{}, tracked: map[string]*tracked{}, gitTracked: map[string]*tracked{}, gitWatches: map[string]int{}, dirty: map[*tracked]struct{}{}, maxTracked: maxTracked, maxGit: maxGitTracked,
+		roots: map[string]*root{}, tracked: map[string]*tracked{}, gitTracked: map[string]*tracked{}, gitWatches: map[string]int{}, dirty: map[*tracked]struct{}{}, maxTracked: maxTracked, maxGit: maxGitTracked, idleAfter: idleAfter, now: time.Now,
 		watches: map[int32]*dirWatch{}, links: map[string][]*root{},
 		calls: make(chan func()), stopped: make(chan struct{}), jobs: make(chan *job), results: make(chan *job, cfg.Workers),
 		saves: make(chan cache.Item, 1024), deletes: make(chan string, 1024), inject: make(chan []inEvent, 1),

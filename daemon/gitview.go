@@ -230,7 +230,7 @@ func (d *Daemon) trackView(path string, r *root, view api.View) *tracked {
 	}
 	t := d.gitTracked[path]
 	if t == nil {
-		t = &tracked{path: path, root: r, git: &gitState{}, used: time.Now()}
+		t = &tracked{path: path, root: r, git: &gitState{}, used: d.now()}
 		if e, ok, err := d.store.Get(gitKey(path)); err == nil && ok {
 			t.entry, t.entryGen, t.verified = &e, t.gen, false
 		}
@@ -240,7 +240,8 @@ func (d *Daemon) trackView(path string, r *root, view api.View) *tracked {
 			d.evictGit(t)
 		}
 	}
-	t.used = time.Now()
+	t.used = d.now()
+	d.sweepIdle()
 	return t
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 	"time"
+	"unsafe"
 
 	"github.com/narhash/narhash/api"
 	"github.com/narhash/narhash/cache"
@@ -86,7 +87,7 @@ const maxTracked = 4096
 
 // newTracked starts tracking path, with its cached entry (unverified).
 func (d *Daemon) newTracked(path string) *tracked {
-	t := &tracked{path: path, used: time.Now()}
+	t := &tracked{path: path, used: d.now()}
 	if e, ok, err := d.store.Get(path); err == nil && ok {
 		t.entry, t.entryGen, t.verified = &e, t.gen, false
 		t.cps = d.loadCheckpoints(path)
@@ -99,11 +100,65 @@ func (d *Daemon) newTracked(path string) *tracked {
 	return t
 }
 
+// idleAfter is how long a sub-path or git view that nobody asks for,
+// subscribes to or is hashing stays tracked; sweepEvery is how often at
+// most the daemon looks for such paths. It looks when it is asked for a
+// path, never on a timer, so an idle daemon does not wake up: what it
+// keeps meanwhile is bounded by maxTracked and maxGitTracked.
+const (
+	idleAfter  = 15 * time.Minute
+	sweepEvery = time.Minute
+)
+
+// evictable reports whether t may be forgotten: a sub-path or git view
+// with no job, no waiting query and no subscriber.
+func (t *tracked) evictable() bool {
+	return t.root != nil && t.root.tracked != t && t.job == nil && len(t.waiters) == 0 && len(t.subs) == 0
+}
+
+// sweepIdle forgets, with their cache entries, the sub-paths and git
+// views unasked for idleAfter. At most once every sweepEvery, so that its
+// walk over every tracked path costs nothing per query. On the loop.
+func (d *Daemon) sweepIdle() {
+	now := d.now()
+	if now.Sub(d.lastSweep) < sweepEvery {
+		return
+	}
+	d.lastSweep = now
+	var idle []*tracked
+	for _, m := range []map[string]*tracked{d.tracked, d.gitTracked} {
+		for _, t := range m {
+			if t.evictable() && now.Sub(t.used) >= d.idleAfter {
+				idle = append(idle, t)
+			}
+		}
+	}
+	for _, t := range idle {
+		d.forget(t, errors.New("forgotten after being idle"))
+	}
+}
+
+// trackingBytes estimates the memory the tracked paths take besides their
+// checkpoints: each one's struct, its path (kept by the map and the index)
+// and its cache entry. On the loop.
+func (d *Daemon) trackingBytes() (n int64, paths int) {
+	for _, m := range []map[string]*tracked{d.tracked, d.gitTracked} {
+		for _, t := range m {
+			n += int64(unsafe.Sizeof(*t)) + 2*int64(len(t.path))
+			if t.entry != nil {
+				n += int64(unsafe.Sizeof(*t.entry))
+			}
+		}
+		paths += len(m)
+	}
+	return n, paths
+}
+
 // evict forgets the least recently used eighth of the idle sub-paths.
 func (d *Daemon) evict() {
 	var idle []*tracked
 	for _, t := range d.tracked {
-		if t.root != nil && t.root.tracked != t && t.job == nil && len(t.waiters) == 0 && len(t.subs) == 0 {
+		if t.evictable() {
 			idle = append(idle, t)
 		}
 	}

@@ -160,6 +160,7 @@ func runStatus(ctx context.Context, sio *stdio, opts *queryOpts) error {
 		orUnknown(st.Version), st.PID, time.Since(st.Started).Round(time.Second), st.Workers, st.Socket, st.DB)
 	fmt.Fprintf(sio.out, "  pending jobs %d, epoch %d, overflows %d\n", st.Pending, st.Epoch, st.Overflows)
 	fmt.Fprintf(sio.out, "  checkpoints %d KiB, hashes resumed %d\n", (st.Checkpoints+1023)/1024, st.Resumed)
+	fmt.Fprintf(sio.out, "  tracked paths %d, %d KiB\n", st.Tracked, (st.TrackingBytes+1023)/1024)
 	if len(st.Roots) == 0 {
 		fmt.Fprintln(sio.out, "no roots: add one with 'narhash watch add PATH'")
 	}
