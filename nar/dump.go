@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -419,6 +420,16 @@ func StatTree(ctx context.Context, path string) (Fingerprint, DumpStats, error) 
 	return StatSelection(ctx, path, nil)
 }
 
+// statError names path in a stat walk's error, unless the error names it
+// already: the walk's errors name the entry they concern, under path, and
+// "stat x: lstat x: …" would say it twice.
+func statError(path string, err error) error {
+	if strings.Contains(err.Error(), path) {
+		return err
+	}
+	return fmt.Errorf("stat %s: %w", path, err)
+}
+
 // StatSelection is [StatTree] of the entries sel selects (all if sel is
 // nil): it matches the Fingerprint of a Dump with the same Selection.
 func StatSelection(ctx context.Context, path string, sel *Selection) (Fingerprint, DumpStats, error) {
@@ -427,7 +438,7 @@ func StatSelection(ctx context.Context, path string, sel *Selection) (Fingerprin
 	}
 	w := &walker{ctx: ctx, root: path, sel: sel, fp: newFingerprinter()}
 	if err := w.run(); err != nil {
-		return Fingerprint{}, DumpStats{}, fmt.Errorf("stat %s: %w", path, err)
+		return Fingerprint{}, DumpStats{}, statError(path, err)
 	}
 	return w.fp.sum(), w.count, nil
 }

@@ -52,7 +52,7 @@ func portableDump(ctx context.Context, dst io.Writer, path string, opt *DumpOpti
 func portableStat(ctx context.Context, path string, sel *Selection) (Fingerprint, DumpStats, error) {
 	p := &portable{ctx: ctx, fp: newFingerprinter(), sel: sel}
 	if err := p.root(path); err != nil {
-		return Fingerprint{}, DumpStats{}, fmt.Errorf("stat %s: %w", path, err)
+		return Fingerprint{}, DumpStats{}, statError(path, err)
 	}
 	return p.fp.sum(), p.count, nil
 }

@@ -72,7 +72,7 @@ func StatCheckpoints(ctx context.Context, path string, cps *Checkpoints) (Finger
 		w.check = &checker{list: cps.list}
 	}
 	if err := w.run(); err != nil {
-		return Fingerprint{}, DumpStats{}, nil, fmt.Errorf("stat %s: %w", path, err)
+		return Fingerprint{}, DumpStats{}, nil, statError(path, err)
 	}
 	var last *Checkpoint
 	if w.check != nil {
