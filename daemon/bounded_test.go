@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/narhash/narhash/api"
-
 	"golang.org/x/sys/unix"
 )
 
@@ -116,21 +114,7 @@ func TestIdleForgotten(t *testing.T) {
 	})
 	idle, subscribed, asked := filepath.Join(root, "idle"), filepath.Join(root, "subscribed"), filepath.Join(root, "asked")
 	fresh(t, r.c, idle, "sub-path")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	first := make(chan string, 1)
-	go r.c.Subscribe(ctx, subscribed, "", func(h api.HashResult) error {
-		select {
-		case first <- h.Hash:
-		default:
-		}
-		return nil
-	})
-	select {
-	case <-first:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no first line from the subscription")
-	}
+	subscribe(t, r, subscribed).next()
 	waitEntry := func(path string, want bool) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)

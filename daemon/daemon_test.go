@@ -476,32 +476,70 @@ func TestConcurrentClients(t *testing.T) {
 	}
 }
 
+// subscription follows the hash lines of a path for a test, until stop
+// or the test's end.
+type subscription struct {
+	t     *testing.T
+	lines chan string
+	stop  context.CancelFunc
+}
+
+func subscribe(t *testing.T, r *running, path string) *subscription {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	s := &subscription{t: t, lines: make(chan string, 16), stop: cancel}
+	go r.c.Subscribe(ctx, path, "", func(h api.HashResult) error {
+		select {
+		case s.lines <- h.Hash:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	return s
+}
+
+// next returns the next line, failing the test if none comes in 10 s.
+func (s *subscription) next() string {
+	s.t.Helper()
+	select {
+	case h := <-s.lines:
+		return h
+	case <-time.After(10 * time.Second):
+		s.t.Fatal("no update from the subscription in 10 s")
+		return ""
+	}
+}
+
+// until returns when the line want comes (lines of intermediate states
+// are fine), failing the test, naming what, if it does not in 10 s.
+func (s *subscription) until(want, what string) {
+	s.t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case h := <-s.lines:
+			if h == want {
+				return
+			}
+		case <-deadline:
+			s.t.Fatalf("the subscriber did not hear of %s in 10 s", what)
+		}
+	}
+}
+
 func TestSubscribe(t *testing.T) {
 	root := newTree(t)
 	r := start(t, Config{Watch: []string{root}})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	got := make(chan string, 10)
-	go r.c.Subscribe(ctx, root, "", func(h api.HashResult) error { got <- h.Hash; return nil })
-	wait := func() string {
-		select {
-		case h := <-got:
-			return h
-		case <-time.After(10 * time.Second):
-			t.Fatal("no update")
-			return ""
-		}
-	}
-	if h := wait(); h != offline(t, root) {
+	s := subscribe(t, r, root)
+	if h := s.next(); h != offline(t, root) {
 		t.Fatalf("first line %s", h)
 	}
 	for i := range 3 {
 		os.WriteFile(filepath.Join(root, "edited"), []byte(fmt.Sprint(i)), 0o644)
-		want := offline(t, root)
-		for h := wait(); h != want; h = wait() {
-			// an intermediate state is fine; the final one must come
-		}
+		s.until(offline(t, root), fmt.Sprintf("edit %d", i))
 	}
+	ctx := context.Background()
 	if _, err := r.c.Hash(ctx, root, "", false); err != nil {
 		t.Fatal(err)
 	}

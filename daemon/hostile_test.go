@@ -13,9 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
-	"github.com/narhash/narhash/api"
 	"golang.org/x/sys/unix"
 )
 
@@ -126,24 +124,13 @@ func TestHostileMounts(t *testing.T) {
 	write(t, filepath.Join(sub, "under"), "edited")
 	fresh(t, r.c, root, "edit under the former mount point")
 	// A subscriber hears of a mount with no query.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	lines := make(chan string, 16)
-	go r.c.Subscribe(ctx, root, "", func(h api.HashResult) error { lines <- h.Hash; return nil })
-	<-lines
+	s := subscribe(t, r, root)
+	s.next()
 	if err := unix.Mount("tmpfs", sub, "tmpfs", 0, "size=4m"); err != nil {
 		t.Fatal(err)
 	}
-	want := offline(t, root)
-	for heard := false; !heard; {
-		select {
-		case h := <-lines:
-			heard = h == want
-		case <-time.After(10 * time.Second):
-			t.Fatal("the subscriber did not hear of the mount in 10 s")
-		}
-	}
-	cancel()
+	s.until(offline(t, root), "the mount")
+	s.stop()
 	unix.Unmount(sub, 0)
 	// Over the root itself.
 	if err := unix.Mount("tmpfs", root, "tmpfs", 0, "size=4m"); err != nil {

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/narhash/narhash/api"
 	"github.com/narhash/narhash/nar/nartest"
@@ -95,23 +94,12 @@ func TestRootThroughRetargetedSymlink(t *testing.T) {
 	r := start(t, Config{Watch: []string{root}})
 	fresh(t, r.c, root, "through v1")
 	// A subscriber hears of the retargeting with no query.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	lines := make(chan string, 16)
-	go r.c.Subscribe(ctx, root, "", func(h api.HashResult) error { lines <- h.Hash; return nil })
-	<-lines
+	s := subscribe(t, r, root)
+	s.next()
 	os.Remove(filepath.Join(base, "cur"))
 	os.Symlink("v2", filepath.Join(base, "cur"))
-	want := offline(t, root)
-	for heard := false; !heard; {
-		select {
-		case h := <-lines:
-			heard = h == want
-		case <-time.After(10 * time.Second):
-			t.Fatal("the subscriber did not hear of the retargeting in 10 s")
-		}
-	}
-	cancel()
+	s.until(offline(t, root), "the retargeting")
+	s.stop()
 	fresh(t, r.c, root, "retargeted to v2")
 	write(t, filepath.Join(base, "v2", "proj", "sub", "f"), "v2 edited")
 	fresh(t, r.c, root, "v2 edited")
@@ -242,28 +230,12 @@ func TestPathMax(t *testing.T) {
 func TestSubscriberSeesRecreatedRoot(t *testing.T) {
 	root := newTree(t)
 	r := start(t, Config{Watch: []string{root}})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	got := make(chan string, 16)
-	go r.c.Subscribe(ctx, root, "", func(h api.HashResult) error { got <- h.Hash; return nil })
-	next := func() string {
-		select {
-		case h := <-got:
-			return h
-		case <-time.After(10 * time.Second):
-			t.Fatal("no update")
-			return ""
-		}
-	}
-	next()
+	s := subscribe(t, r, root)
+	s.next()
 	os.RemoveAll(root)
 	os.MkdirAll(filepath.Join(root, "again"), 0o755)
 	write(t, filepath.Join(root, "again", "f"), "1")
-	want := offline(t, root)
-	for h := next(); h != want; h = next() {
-	}
+	s.until(offline(t, root), "the recreated root")
 	write(t, filepath.Join(root, "again", "f"), "2")
-	want = offline(t, root)
-	for h := next(); h != want; h = next() {
-	}
+	s.until(offline(t, root), "an edit of the recreated root")
 }
