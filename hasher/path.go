@@ -102,17 +102,10 @@ func HashFile(ctx context.Context, path string, algo Algo) (Hash, int64, error) 
 	if err := unix.Fstat(int(f.Fd()), &after); err != nil {
 		return Hash{}, 0, &os.PathError{Op: "fstat", Path: path, Err: err}
 	}
-	if n != before.Size || changed(&before, &after) {
+	if n != before.Size || nar.StatChanged(&before, &after) {
 		return Hash{}, 0, fmt.Errorf("hash %s: %w", path, nar.ErrChanged)
 	}
 	return Hash{algo, h.Sum(nil)}, n, nil
-}
-
-// changed reports whether two stats of an open file differ in what a
-// write, a truncation or a chmod changes: size, mtime, ctime, mode (the
-// same as nar's check; an open file keeps its inode).
-func changed(b, a *unix.Stat_t) bool {
-	return a.Size != b.Size || a.Mtim != b.Mtim || a.Ctim != b.Ctim || a.Mode != b.Mode
 }
 
 // ctxReader stops a long copy when its context is cancelled.

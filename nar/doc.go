@@ -36,7 +36,7 @@
 //     friends on every Unix.
 //   - Dump detects a file that changes while it is read and fails with
 //     [ErrChanged] rather than produce a torn archive: its stat after the
-//     read must match the one before (size, mtime, ctime, inode, mode), or,
+//     read must match the one before (size, mtime, ctime, mode, inode, device), or,
 //     on a filesystem stamped from this machine's clock, show no change
 //     since shortly before the dump began. A change that keeps all of
 //     those equal (a write through a shared mmap) cannot be seen by stat.

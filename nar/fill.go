@@ -415,14 +415,6 @@ func checkAfter(b *batch, it *item, fd int) error {
 	return nil
 }
 
-// fileChangedInfo reports whether two stats of a file differ in anything
-// that a write, a truncation, a chmod or a replacement changes.
-func fileChangedInfo(before, after fileInfo) bool {
-	return before.size != after.size || before.mtime != after.mtime ||
-		before.ctime != after.ctime || before.ino != after.ino ||
-		before.mode != after.mode
-}
-
 func fileChanged(b *batch, it *item, what string) error {
 	return fmt.Errorf("dump %s: %w (it %s)", itemPath(b, it), ErrChanged, what)
 }

@@ -267,17 +267,10 @@ func (p *portable) file(path string, fi fileInfo) error {
 	if err != nil {
 		return err
 	}
-	if n != fi.size || statChanged(fi, after) {
+	if n != fi.size || fileChangedInfo(fi, after) {
 		return fmt.Errorf("dump %s: %w (it was modified while it was read)", path, ErrChanged)
 	}
 	return nil
-}
-
-// statChanged reports whether after is not the lstat before of the same,
-// unchanged file.
-func statChanged(before, after fileInfo) bool {
-	return before.size != after.size || before.mtime != after.mtime || before.ctime != after.ctime ||
-		before.ino != after.ino || before.dev != after.dev || before.mode != after.mode
 }
 
 func (p *portable) report() {

@@ -20,6 +20,22 @@ type fileInfo struct {
 	nlink uint64 // 0: deleted while open
 }
 
+// fileChangedInfo reports whether two stats of a file differ in what
+// writing, truncating, chmod'ing or replacing it changes: size, mtime,
+// ctime, mode, inode, device. A dump reads every file between two stats
+// that must agree (or after one that proves the file old); the portable
+// dump compares lstats by path, the fast one fstats of the open file.
+func fileChangedInfo(before, after fileInfo) bool {
+	return before.size != after.size || before.mtime != after.mtime || before.ctime != after.ctime ||
+		before.mode != after.mode || before.ino != after.ino || before.dev != after.dev
+}
+
+// StatChanged is the same check for callers with their own stats of a
+// file (hasher.HashFile reads a file between two fstats of it).
+func StatChanged(before, after *unix.Stat_t) bool {
+	return fileChangedInfo(infoOf(before), infoOf(after))
+}
+
 func infoOf(st *unix.Stat_t) fileInfo {
 	return fileInfo{
 		mode:  uint32(st.Mode),
