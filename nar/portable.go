@@ -220,7 +220,7 @@ func (p *portable) dir(path string, name []byte, fi fileInfo, sel *selNode) erro
 	}
 	if after, err := fstatInfo(f); err != nil {
 		return err
-	} else if after.mtime != fi.mtime || after.ctime != fi.ctime {
+	} else if fileChangedInfo(fi, after) {
 		return fmt.Errorf("dump %s: %w (entries were added, removed or renamed)", path, ErrChanged)
 	}
 	p.fp.endDir()

@@ -67,18 +67,18 @@ func StatCheckpoints(ctx context.Context, path string, cps *Checkpoints) (Finger
 		fp, count, err := portableStat(ctx, path, nil)
 		return fp, count, nil, err
 	}
-	w := &walker{ctx: ctx, root: path, fp: newFingerprinter()}
+	s := &statSink{fp: newFingerprinter()}
 	if cps != nil && len(cps.list) > 0 {
-		w.check = &checker{list: cps.list}
+		s.check = &checker{list: cps.list}
 	}
-	if err := w.run(); err != nil {
+	if err := (&walker{ctx: ctx, root: path, sink: s}).run(); err != nil {
 		return Fingerprint{}, DumpStats{}, nil, statError(path, err)
 	}
 	var last *Checkpoint
-	if w.check != nil {
-		last = w.check.matched
+	if s.check != nil {
+		last = s.check.matched
 	}
-	return w.fp.sum(), w.count, last, nil
+	return s.fp.sum(), s.count, last, nil
 }
 
 // checker follows a stat walk through the checkpoints of a dump.
@@ -90,8 +90,8 @@ type checker struct {
 }
 
 // at is called before the stat walk adds the entry name of the top
-// directory to the fingerprint.
-func (c *checker) at(w *walker, name []byte) {
+// directory to the fingerprint fp.
+func (c *checker) at(w *walker, fp *fingerprinter, name []byte) {
 	if c.done {
 		return
 	}
@@ -99,7 +99,7 @@ func (c *checker) at(w *walker, name []byte) {
 	if !strings.HasSuffix(cp.Path, string(name)) || !w.atPath(cp.Path, name) {
 		return
 	}
-	if cp.racy || !w.fp.matches(cp) {
+	if cp.racy || !fp.matches(cp) {
 		c.done = true
 		return
 	}

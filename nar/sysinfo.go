@@ -22,9 +22,12 @@ type fileInfo struct {
 
 // fileChangedInfo reports whether two stats of a file differ in what
 // writing, truncating, chmod'ing or replacing it changes: size, mtime,
-// ctime, mode, inode, device. A dump reads every file between two stats
-// that must agree (or after one that proves the file old); the portable
-// dump compares lstats by path, the fast one fstats of the open file.
+// ctime, mode, inode, device. It is the one check that something changed
+// while it was read: a dump reads every file between two stats that must
+// agree (or after one that proves the file old), and lists a directory
+// between two (adding, removing or renaming an entry changes its mtime
+// and ctime); the portable dump compares lstats by path, the fast one
+// fstats of the open file, hasher.HashFile its own (StatChanged).
 func fileChangedInfo(before, after fileInfo) bool {
 	return before.size != after.size || before.mtime != after.mtime || before.ctime != after.ctime ||
 		before.mode != after.mode || before.ino != after.ino || before.dev != after.dev

@@ -61,26 +61,20 @@ type level struct {
 	name    []byte
 }
 
-// walker visits a tree in NAR order. Feeding a pipeline (p != nil), it
-// lists directories, lstats symlinks and packs every entry into batches;
-// the readers open and fstat the files. In a stat walk (p == nil) it
-// lstats every entry itself and sums up the fingerprint. It runs on one
-// goroutine.
+// walker visits a tree in NAR order: it lists directories, checks what a
+// Writer would check (names, path lengths), lstats the entries whose type
+// the listing does not give, and sees that no directory changed while it
+// was walked. What it visits goes to its sink: a dump's packer (pack.go)
+// or a stat walk's fingerprint (stat.go). It runs on one goroutine.
 type walker struct {
 	ctx   context.Context
 	root  string
 	sel   *Selection  // nil: the whole tree
 	from  *Checkpoint // resume there (see resume.go)
-	check *checker    // stat walks: follows checkpoints (see resume.go)
-	p     *pipeline
-	fp    *fingerprinter // stat walks only; a dump's writer keeps its own
-	count DumpStats      // stat walks only
+	sink  sink
 	stack []level
 	clock map[uint64]bool // device -> localClock
-	cur   *batch
-	room  int // files the current batch can still take
 	st    unix.Stat_t
-	link  [MaxTargetLen + 1]byte
 	fds   fdWindow // how many directories the walk keeps open (window.go)
 	// getdents reads into buf, the names gather in names and ents before
 	// each level keeps an exact copy: one buffer for the whole walk.
@@ -89,12 +83,35 @@ type walker struct {
 	ents  []dent
 }
 
+// A sink takes what a walk visits, in NAR order. A name is followed by a
+// NUL byte in its backing array (for openat), and valid only during the
+// call; the root's is its path, and root is set.
+type sink interface {
+	// lstatAll: the walk must lstat every entry, not only those whose
+	// type its listing does not give.
+	lstatAll() bool
+	// before is called before each entry of the top directory is
+	// visited, selected or not.
+	before(w *walker, name []byte)
+	// closePrev, given to the methods that add an entry, says whether it
+	// closes the previous entry of its directory (see frame.go).
+	// fi is the entry's lstat, or for a file in a dump nil: the
+	// readers stat files once they open them.
+	file(dir *dirRef, name []byte, fi *fileInfo, root, closePrev bool) error
+	symlink(dir *dirRef, name []byte, fi *fileInfo, root, closePrev bool) error
+	dir(name []byte, fi *fileInfo, root, closePrev bool)
+	endDir(entries bool)
+	// finish is called after the last entry, abort instead when the walk
+	// fails: the sink gives up what it holds.
+	finish() error
+	abort()
+}
+
 // run walks the whole tree. On error it stops, releasing what it holds.
 func (w *walker) run() error {
 	err := w.walk()
-	if err != nil && w.cur != nil {
-		w.cur.releaseFiles()
-		w.cur = nil
+	if err != nil {
+		w.sink.abort()
 	}
 	for i := len(w.stack) - 1; i >= 0 && !w.stack[i].closed; i-- {
 		w.stack[i].dir.release()
@@ -153,14 +170,12 @@ func (w *walker) loop() error {
 				continue
 			}
 		}
-		if w.check != nil {
-			w.check.at(w, name[:d.len])
-		}
+		w.sink.before(w, name[:d.len])
 		if err := w.node(top.dir, name[:d.len], d.typ, nil, false, sel); err != nil {
 			return err
 		}
 	}
-	return w.flush()
+	return w.sink.finish()
 }
 
 // node handles one entry, or the root. name is followed by a NUL byte in
@@ -173,19 +188,19 @@ func (w *walker) node(dir *dirRef, name []byte, typ uint8, fi *fileInfo, root bo
 	if !root {
 		parent := &w.stack[len(w.stack)-1]
 		if why := checkName(name); why != "" {
-			return &fs.PathError{Op: "dump", Path: w.pathOf(dir, name, root), Err: errors.New(why)}
+			return &fs.PathError{Op: "dump", Path: entryPath(dir, name, root), Err: errors.New(why)}
 		}
 		if pathLen = parent.pathLen + 1 + len(name); pathLen > MaxPathLen {
-			return &fs.PathError{Op: "dump", Path: w.pathOf(dir, name, root),
+			return &fs.PathError{Op: "dump", Path: entryPath(dir, name, root),
 				Err: errors.New("path inside the archive longer than 64 KiB: the tree nests too deep")}
 		}
 	}
-	if fi == nil && (typ == unix.DT_UNKNOWN || typ == unix.DT_LNK || w.p == nil && typ != unix.DT_DIR) {
+	if fi == nil && (typ == unix.DT_UNKNOWN || typ == unix.DT_LNK || w.sink.lstatAll() && typ != unix.DT_DIR) {
 		if err := fstatat(dir.fd, &name[0], &w.st); err != nil {
 			if err == unix.ENOENT {
-				return w.changed(dir, name, "was deleted")
+				return entryChanged(dir, name, root, "was deleted")
 			}
-			return &fs.PathError{Op: "lstat", Path: w.pathOf(dir, name, root), Err: err}
+			return &fs.PathError{Op: "lstat", Path: entryPath(dir, name, root), Err: err}
 		}
 		info := infoOf(&w.st)
 		fi = &info
@@ -200,31 +215,15 @@ func (w *walker) node(dir *dirRef, name []byte, typ uint8, fi *fileInfo, root bo
 	if !root && (w.sel == nil || typ != unix.DT_DIR) {
 		closePrev = w.open()
 	}
-	fpName := name // the root has no name in the fingerprint
-	if root {
-		fpName = nil
-	}
 	switch typ {
 	case unix.DT_REG:
-		if w.p == nil {
-			w.fp.add(fpName, fi)
-			w.count.Files++
-			w.count.Bytes += fi.size
-			return nil
-		}
-		w.addFile(dir, name, root, closePrev)
-		return nil
+		return w.sink.file(dir, name, fi, root, closePrev)
 	case unix.DT_LNK:
-		if w.p == nil {
-			w.fp.add(fpName, fi)
-			w.count.Symlinks++
-			return nil
-		}
-		return w.addSymlink(dir, name, fi, root, closePrev)
+		return w.sink.symlink(dir, name, fi, root, closePrev)
 	case unix.DT_DIR:
 		return w.enterDir(dir, name, fi, root, closePrev, pathLen, sel)
 	}
-	return &fs.PathError{Op: "dump", Path: w.pathOf(dir, name, root),
+	return &fs.PathError{Op: "dump", Path: entryPath(dir, name, root),
 		Err: fmt.Errorf("%w: a %s; a NAR holds only regular files, directories and symlinks", ErrUnsupportedType, typeWord(typ))}
 }
 
@@ -251,9 +250,9 @@ func (w *walker) openDir(parent *dirRef, name []byte, fi *fileInfo, root bool, p
 	fd, err := openat(parent.fd, &name[0], openDirFlags)
 	if err != nil {
 		if err == unix.ENOENT || err == unix.ELOOP || err == unix.ENOTDIR {
-			return nil, w.changed(parent, name, "was replaced")
+			return nil, entryChanged(parent, name, root, "was replaced")
 		}
-		return nil, &fs.PathError{Op: "open", Path: w.pathOf(parent, name, root), Err: err}
+		return nil, &fs.PathError{Op: "open", Path: entryPath(parent, name, root), Err: err}
 	}
 	d := &dirRef{fd: fd, parent: parent, name: string(name)}
 	if root {
@@ -273,11 +272,9 @@ func (w *walker) openDir(parent *dirRef, name []byte, fi *fileInfo, root bool, p
 	}
 	l.info = infoOf(&w.st)
 	if fi != nil && l.info.ino != fi.ino {
-		return nil, w.changed(parent, name, "was replaced")
+		return nil, entryChanged(parent, name, root, "was replaced")
 	}
-	if w.p != nil {
-		d.localClock = w.localClock(fd, l.info.dev)
-	}
+	d.localClock = w.localClock(fd, l.info.dev)
 	if err := w.list(l); err != nil {
 		return nil, &fs.PathError{Op: "readdir", Path: d.path(), Err: err}
 	}
@@ -285,18 +282,9 @@ func (w *walker) openDir(parent *dirRef, name []byte, fi *fileInfo, root bool, p
 	return l, nil
 }
 
-// beginDir adds a directory to the archive (or the fingerprint).
+// beginDir gives a directory to the sink.
 func (w *walker) beginDir(l *level, root, closePrev bool) {
-	if w.p == nil {
-		name := l.name
-		if root {
-			name = nil
-		}
-		w.fp.add(name, &l.info)
-		w.count.Dirs++
-		return
-	}
-	w.add(item{op: opDir, root: root, closePrev: closePrev, info: l.info}, l.name, nil)
+	w.sink.dir(l.name, &l.info, root, closePrev)
 }
 
 // open is called before an entry is added to the top directory. It adds
@@ -375,7 +363,7 @@ func (w *walker) endDir(l *level) error {
 	if err := fstat(l.dir.fd, &w.st); err != nil {
 		return &fs.PathError{Op: "fstat", Path: l.dir.path(), Err: err}
 	}
-	if now := infoOf(&w.st); now.mtime != l.info.mtime || now.ctime != l.info.ctime {
+	if fileChangedInfo(l.info, infoOf(&w.st)) {
 		return fmt.Errorf("dump %s: %w (entries were added, removed or renamed)", l.dir.path(), ErrChanged)
 	}
 	if n := len(w.stack); n > 1 && w.stack[n-2].closed {
@@ -389,124 +377,20 @@ func (w *walker) endDir(l *level) error {
 	if pending { // it held no selected entry: it is not in the archive
 		return nil
 	}
-	if w.p == nil {
-		w.fp.endDir()
-		return nil
-	}
-	w.add(item{op: opEndDir, closePrev: entries}, nil, nil)
+	w.sink.endDir(entries)
 	return nil
 }
 
-func (w *walker) addSymlink(dir *dirRef, name []byte, fi *fileInfo, root, closePrev bool) error {
-	n, err := readlinkat(dir.fd, &name[0], w.link[:])
-	if err != nil {
-		if err == unix.ENOENT || err == unix.EINVAL {
-			return w.changed(dir, name, "was replaced")
-		}
-		return &fs.PathError{Op: "readlink", Path: w.pathOf(dir, name, root), Err: err}
-	}
-	if why := checkTarget(w.link[:n]); why != "" {
-		return &fs.PathError{Op: "readlink", Path: w.pathOf(dir, name, root), Err: errors.New(why)}
-	}
-	if int64(n) != fi.size {
-		return w.changed(dir, name, "was retargeted")
-	}
-	w.add(item{op: opSymlink, root: root, closePrev: closePrev, info: *fi}, name, w.link[:n])
-	return nil
+// entryChanged reports that an entry changed while the tree was read.
+func entryChanged(dir *dirRef, name []byte, root bool, what string) error {
+	return fmt.Errorf("dump %s: %w (it %s)", entryPath(dir, name, root), ErrChanged, what)
 }
 
-// addFile adds a file for a reader to open, stat and read.
-func (w *walker) addFile(dir *dirRef, name []byte, root, closePrev bool) {
-	if w.cur != nil && (w.room == 0 || dir != w.fds.batchDir && w.fds.batchDirs >= w.fds.perBatch) {
-		w.flush() // fails only when the pipeline stops, which the walk notices next
-	}
-	dir.refs.Add(1)
-	w.add(item{op: opFile, root: root, closePrev: closePrev, dir: dir}, name, nil)
-	w.cur.files++
-	w.room--
-	if dir != w.fds.batchDir {
-		w.fds.batchDir = dir
-		w.fds.batchDirs++
-	}
-}
-
-// add appends it to the current batch, or to a new one if it does not
-// fit, copying name (and its NUL) and target.
-func (w *walker) add(it item, name, target []byte) {
-	frame := frameMax(&it, len(name), len(target))
-	b := w.cur
-	if b == nil || len(b.items) == batchItems || b.frames+frame > frameBudget {
-		b = w.newBatch()
-	}
-	if name != nil {
-		it.name = span{uint32(len(b.names)), uint32(len(name))}
-		b.names = append(b.names, name[:len(name)+1]...)
-	}
-	if target != nil {
-		it.target = span{uint32(len(b.names)), uint32(len(target))}
-		b.names = append(b.names, target...)
-	}
-	b.frames += frame
-	b.items = append(b.items, it)
-}
-
-// newBatch flushes the current batch and starts a new one. A batch takes
-// about as many files as fit half its arena at the average file size read
-// so far.
-func (w *walker) newBatch() *batch {
-	w.flush()
-	w.cur = w.p.freeBatch(w.ctx)
-	w.fds.batchDir, w.fds.batchDirs = nil, 0
-	w.room = firstBatchFiles // until the readers have seen some sizes
-	if files := w.p.files.Load(); files > 0 {
-		avg := max(1, w.p.bytes.Load()/files)
-		w.room = int(min(batchItems, max(1, arenaSize/(2*avg))))
-	}
-	return w.cur
-}
-
-// flush sends the current batch to the writer, and to the readers if it
-// has files to read.
-func (w *walker) flush() error {
-	b := w.cur
-	if b == nil {
-		return nil
-	}
-	w.cur = nil
-	if len(b.arena) == 0 { // taken when the dump stopped: throw it away
-		b.releaseFiles()
-		return context.Cause(w.ctx)
-	}
-	if b.files == 0 {
-		b.frameAll()
-	}
-	select {
-	case w.p.order <- b:
-	case <-w.ctx.Done():
-		b.releaseFiles()
-		return context.Cause(w.ctx)
-	}
-	if b.files == 0 {
-		return nil
-	}
-	select {
-	case w.p.work <- b:
-		return nil
-	case <-w.ctx.Done():
-		b.releaseFiles()
-		b.fail(context.Cause(w.ctx))
-		return context.Cause(w.ctx)
-	}
-}
-
-// changed reports that an entry changed while the tree was read.
-func (w *walker) changed(dir *dirRef, name []byte, what string) error {
-	return fmt.Errorf("dump %s: %w (it %s)", joinPath(dir.path(), name), ErrChanged, what)
-}
-
-func (w *walker) pathOf(dir *dirRef, name []byte, root bool) string {
+// entryPath is the path of the entry name of dir, or of the root (whose
+// name is its path).
+func entryPath(dir *dirRef, name []byte, root bool) string {
 	if root {
-		return w.root
+		return string(name)
 	}
 	return joinPath(dir.path(), name)
 }

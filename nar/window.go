@@ -19,33 +19,27 @@ import (
 
 // fdWindow is a walk's bound on the directories it holds open.
 type fdWindow struct {
-	window   int // levels of the stack kept open; 0 until the first is opened
-	perBatch int // directories whose files one batch may take
-	// batchDir is the directory of the current batch's last file;
-	// batchDirs counts the changes of directory among its files.
-	batchDir  *dirRef
-	batchDirs int
+	window int // levels of the stack kept open; 0 until the first is opened
 }
 
-// setBudget sizes the window: 64 levels and 32 directories per batch, at
-// most 64 + batchesInFlight*32 = 320 descriptors, or under a low
-// RLIMIT_NOFILE at most about a quarter of it.
-func (f *fdWindow) setBudget() {
-	f.window, f.perBatch = 64, 32
+// fdBudget sizes the window and the packer's bound: 64 levels and 32
+// directories per batch, at most 64 + batchesInFlight*32 = 320
+// descriptors, or under a low RLIMIT_NOFILE at most about a quarter of it.
+func fdBudget() (window, perBatch int) {
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur >= 4*(64+batchesInFlight*32) {
-		return
+		return 64, 32
 	}
 	budget := int(lim.Cur) / 4
-	f.window = max(2, budget/3)
-	f.perBatch = max(1, (budget-f.window)/batchesInFlight)
+	window = max(2, budget/3)
+	return window, max(1, (budget-window)/batchesInFlight)
 }
 
 // evict closes the level that the top one just pushed out of the window.
 // The open levels are always the innermost ones.
 func (w *walker) evict() {
 	if w.fds.window == 0 {
-		w.fds.setBudget()
+		w.fds.window, _ = fdBudget()
 	}
 	i := len(w.stack) - 1 - w.fds.window
 	if i < 0 || w.stack[i].closed {

@@ -1,0 +1,223 @@
+package nar
+
+import (
+	"context"
+	"encoding"
+	"errors"
+	"io"
+	"time"
+)
+
+// emitter writes the batches' framed bytes to the archive in order, as the
+// readers make their items ready, and sums up the fingerprint.
+type emitter struct {
+	dst      io.Writer
+	off      int64 // bytes written
+	depth    int   // directories begun and not ended
+	fp       *fingerprinter
+	count    DumpStats
+	progress *Progress
+	shown    struct{ Entries, Bytes int64 } // already added to progress
+	held     []*batch                       // written, not yet given back
+	cp       *checkpointer                  // nil: no checkpoints taken
+}
+
+// setup prepares the emitter for opt's checkpoints and resume point.
+func (e *emitter) setup(opt *DumpOptions, start time.Time) error {
+	if opt.Select != nil && (opt.Checkpoints != nil || opt.From != nil) {
+		return errors.New("nar: a dump with a Selection takes no checkpoints and cannot resume")
+	}
+	if c := opt.Checkpoints; c != nil {
+		m, ok := e.dst.(encoding.BinaryMarshaler)
+		if !ok {
+			return errors.New("nar: checkpoints need a destination whose state can be saved (encoding.BinaryMarshaler), such as a SHA-256 hash")
+		}
+		e.cp = &checkpointer{to: c, next: c.every(), state: m,
+			racyFrom: start.Add(-racyMargin).UnixNano(), since: start.UnixNano()}
+		if opt.From != nil {
+			c.resumeFrom(opt.From)
+		} else {
+			c.list = nil
+		}
+	}
+	if opt.From != nil {
+		if err := checkResumable(opt.From); err != nil {
+			return err
+		}
+		return e.resume(opt.From)
+	}
+	return nil
+}
+
+// releaseBatches is how many written batches the writer gathers before it
+// gives them back to the walker, as long as the readers keep ahead of it.
+// While the hash is what limits the dump, the walker and the readers then
+// wake once to refill several batches instead of once for each, and the
+// context switches saved are CPU time the hash does not have to share (on
+// 2 cores, 2% of a source tree's time). When the writer had to wait for a
+// reader, it gives back at once.
+const releaseBatches = 4
+
+// run writes the batches of p.order until the walk's end or the first
+// error, which it returns.
+func (e *emitter) run(ctx context.Context, p *pipeline) error {
+	for b := range p.order {
+		waited, err := e.batch(ctx, b)
+		if err != nil {
+			return err
+		}
+		if e.progress != nil {
+			e.progress.Entries.Add(e.fp.entries - e.shown.Entries)
+			e.progress.Bytes.Add(e.off - e.shown.Bytes)
+			e.shown.Entries, e.shown.Bytes = e.fp.entries, e.off
+		}
+		e.held = append(e.held, b)
+		if waited || len(e.held) == releaseBatches {
+			for _, h := range e.held {
+				p.free <- h
+			}
+			e.held = e.held[:0]
+		}
+	}
+	return nil
+}
+
+// batch writes the bytes of b as its items become ready, in runs as long
+// as the readers allow, and reports whether it had to wait for them.
+func (e *emitter) batch(ctx context.Context, b *batch) (waited bool, err error) {
+	done := 0
+	written, ready := 0, 0 // arena bytes written, and framed by the items so far
+	afterStream := false   // the previous item was a streamed file
+	// wait waits until more than n items are ready, or the whole batch
+	// (n == len(b.items)), writing what is ready in the meantime.
+	wait := func(n int) error {
+		for done <= n {
+			if done = int(b.done.Load()); done > n {
+				break
+			}
+			if err := e.write(b.arena[written:ready]); err != nil {
+				return err
+			}
+			written = ready
+			waited = true
+			// A reader that advanced since the load above has left a
+			// token in b.wake, so the select below cannot miss it.
+			b.waiting.Store(true)
+			select {
+			case <-b.wake:
+			case <-ctx.Done():
+				b.waiting.Store(false)
+				return context.Cause(ctx)
+			}
+			b.waiting.Store(false)
+		}
+		if done > len(b.items) && b.err != nil { // err is final once done is
+			return b.err
+		}
+		return nil
+	}
+	for i := range b.items {
+		if err := wait(i); err != nil {
+			return waited, err
+		}
+		it := &b.items[i]
+		if e.cp != nil && it.op != opEndDir && !it.root && !afterStream && e.off+int64(ready-written) >= e.cp.next && ctx.Err() == nil {
+			// A checkpoint is due: the hash must have taken everything
+			// before this item. (After a streamed file, the framing
+			// that closes it is counted with this item: not here.)
+			if err := e.write(b.arena[written:ready]); err != nil {
+				return waited, err
+			}
+			written = ready
+			if err := e.checkpoint(b.names[it.name.off:it.name.off+it.name.len], !it.closePrev); err != nil {
+				return waited, err
+			}
+		}
+		e.account(b, it)
+		ready = it.end
+		afterStream = it.stream != nil
+		if it.stream != nil {
+			if err := e.write(b.arena[written:ready]); err != nil {
+				return waited, err
+			}
+			written = ready
+			if err := e.stream(ctx, it); err != nil {
+				return waited, err
+			}
+		}
+	}
+	if err := wait(len(b.items)); err != nil { // for b.end
+		return waited, err
+	}
+	return waited, e.write(b.arena[written:b.end])
+}
+
+// account adds an item to the fingerprint and the counts.
+func (e *emitter) account(b *batch, it *item) {
+	if it.op == opEndDir {
+		e.fp.endDir()
+		e.depth--
+		if e.cp != nil {
+			e.cp.leave()
+		}
+		return
+	}
+	var name []byte
+	if !it.root {
+		name = b.names[it.name.off : it.name.off+it.name.len]
+	}
+	e.fp.add(name, &it.info)
+	if c := e.cp; c != nil {
+		if max(it.info.mtime, it.info.ctime) >= c.racyFrom {
+			c.racy = true
+		}
+		if it.op == opDir {
+			c.enter(name, it.root)
+		}
+	}
+	switch it.op {
+	case opFile:
+		e.count.Files++
+		e.count.Bytes += it.info.size
+	case opSymlink:
+		e.count.Symlinks++
+	case opDir:
+		e.count.Dirs++
+		e.depth++
+	}
+}
+
+func (e *emitter) write(p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
+	n, err := e.dst.Write(p)
+	e.off += int64(n)
+	if err == nil && n < len(p) {
+		err = io.ErrShortWrite
+	}
+	return err
+}
+
+// stream writes a streamed file's chunks as they arrive, until its
+// reader closes the stream (after a failure too, which the batch then
+// holds).
+func (e *emitter) stream(ctx context.Context, it *item) error {
+	for {
+		var c chunk
+		var ok bool
+		select {
+		case c, ok = <-it.stream:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		if !ok {
+			return nil
+		}
+		err := e.write((*c.buf)[:c.n])
+		putChunk(c.buf)
+		if err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,165 @@
+package nar
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+
+	"golang.org/x/sys/unix"
+)
+
+// packer is a dump's sink (see walker): it packs what the walk visits
+// into batches, in order, and sends each to the writer, and to the
+// readers if it has files. Directories and symlinks are complete as it
+// packs them; a file is a name and a directory to open it in, which the
+// reader opens, stats and reads. It runs on the walk's goroutine.
+type packer struct {
+	ctx  context.Context
+	p    *pipeline
+	cur  *batch // being packed; nil before the first item and after a send
+	room int    // files cur can still take
+	// Files waiting in a batch hold their directory open, so a batch
+	// takes files from at most perBatch directories (see window.go):
+	// batchDir is the directory of cur's last file, batchDirs counts
+	// the changes of directory among its files.
+	perBatch  int
+	batchDir  *dirRef
+	batchDirs int
+	link      [MaxTargetLen + 1]byte
+}
+
+func (k *packer) lstatAll() bool         { return false }
+func (k *packer) before(*walker, []byte) {}
+
+func (k *packer) file(dir *dirRef, name []byte, _ *fileInfo, root, closePrev bool) error {
+	if k.cur != nil && (k.room == 0 || dir != k.batchDir && k.batchDirs >= k.perBatch) {
+		if err := k.send(); err != nil {
+			return err
+		}
+	}
+	if err := k.add(item{op: opFile, root: root, closePrev: closePrev, dir: dir}, name, nil); err != nil {
+		return err
+	}
+	dir.refs.Add(1) // released by the reader, or by releaseFiles
+	k.cur.files++
+	k.room--
+	if dir != k.batchDir {
+		k.batchDir = dir
+		k.batchDirs++
+	}
+	return nil
+}
+
+func (k *packer) symlink(dir *dirRef, name []byte, fi *fileInfo, root, closePrev bool) error {
+	n, err := readlinkat(dir.fd, &name[0], k.link[:])
+	if err != nil {
+		if err == unix.ENOENT || err == unix.EINVAL {
+			return entryChanged(dir, name, root, "was replaced")
+		}
+		return &fs.PathError{Op: "readlink", Path: entryPath(dir, name, root), Err: err}
+	}
+	if why := checkTarget(k.link[:n]); why != "" {
+		return &fs.PathError{Op: "readlink", Path: entryPath(dir, name, root), Err: errors.New(why)}
+	}
+	if int64(n) != fi.size {
+		return entryChanged(dir, name, root, "was retargeted")
+	}
+	return k.add(item{op: opSymlink, root: root, closePrev: closePrev, info: *fi}, name, k.link[:n])
+}
+
+func (k *packer) dir(name []byte, fi *fileInfo, root, closePrev bool) {
+	// A batch is always to be had: add fails only when the dump
+	// stopped, which the walk notices at its next entry.
+	k.add(item{op: opDir, root: root, closePrev: closePrev, info: *fi}, name, nil)
+}
+
+func (k *packer) endDir(entries bool) {
+	k.add(item{op: opEndDir, closePrev: entries}, nil, nil) // as in dir
+}
+
+func (k *packer) finish() error { return k.send() }
+
+func (k *packer) abort() {
+	if k.cur != nil {
+		k.cur.releaseFiles()
+		batchPool.Put(k.cur)
+		k.cur = nil
+	}
+}
+
+// add appends it to the current batch, or to a new one if it does not
+// fit, copying name (and its NUL) and target. It fails only if the dump
+// stopped while it waited for a batch.
+func (k *packer) add(it item, name, target []byte) error {
+	frame := frameMax(&it, len(name), len(target))
+	if b := k.cur; b == nil || len(b.items) == batchItems || b.frames+frame > frameBudget {
+		if err := k.next(); err != nil {
+			return err
+		}
+	}
+	b := k.cur
+	if name != nil {
+		it.name = span{uint32(len(b.names)), uint32(len(name))}
+		b.names = append(b.names, name[:len(name)+1]...)
+	}
+	if target != nil {
+		it.target = span{uint32(len(b.names)), uint32(len(target))}
+		b.names = append(b.names, target...)
+	}
+	b.frames += frame
+	b.items = append(b.items, it)
+	return nil
+}
+
+// next sends the current batch and starts a new one. A batch takes about
+// as many files as fit half its arena at the average file size read so
+// far.
+func (k *packer) next() error {
+	if err := k.send(); err != nil {
+		return err
+	}
+	b, err := k.p.freeBatch(k.ctx)
+	if err != nil {
+		return err
+	}
+	k.cur = b
+	k.batchDir, k.batchDirs = nil, 0
+	k.room = firstBatchFiles // until the readers have seen some sizes
+	if files := k.p.files.Load(); files > 0 {
+		avg := max(1, k.p.bytes.Load()/files)
+		k.room = int(min(batchItems, max(1, arenaSize/(2*avg))))
+	}
+	return nil
+}
+
+// send sends the current batch to the writer, and to the readers if it
+// has files to read; a batch without files is framed here.
+func (k *packer) send() error {
+	b := k.cur
+	if b == nil {
+		return nil
+	}
+	k.cur = nil
+	if b.files == 0 {
+		b.frameAll()
+	}
+	select {
+	case k.p.order <- b:
+	case <-k.ctx.Done():
+		b.releaseFiles()
+		batchPool.Put(b)
+		return context.Cause(k.ctx)
+	}
+	if b.files == 0 {
+		return nil
+	}
+	select {
+	case k.p.work <- b:
+		return nil
+	case <-k.ctx.Done():
+		// The writer has it: it must see it fail, not wait for it.
+		b.releaseFiles()
+		b.fail(context.Cause(k.ctx))
+		return context.Cause(k.ctx)
+	}
+}

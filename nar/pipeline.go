@@ -1,0 +1,269 @@
+package nar
+
+import (
+	"context"
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// The dump pipeline: how [Dump] turns a tree into archive bytes on
+// several goroutines. This file holds its rules and the types its stages
+// share; each stage is a file of its own:
+//
+//	walk.go   the walker: lists directories in NAR order and checks what
+//	          a Writer would check; its sink for a dump is
+//	pack.go   the packer: packs the walk's entries into batches and sends
+//	          each, in order, to the writer and to the readers;
+//	read.go   the readers: open, stat and read a batch's files, framing
+//	          the archive's bytes into its arena (frame.go), streaming a
+//	          file too large for it;
+//	emit.go   the writer (emitter): writes each batch's bytes to dst in
+//	          order as its reader makes them ready, and sums up the
+//	          Fingerprint and the counts;
+//	dump.go   Dump, which starts them, waits for them and decides the result.
+//
+// The walker and packer run on one goroutine, the readers on
+// DumpOptions.Readers goroutines, the writer on the caller's.
+//
+// Ownership. A batch belongs to one stage at a time, and only its owner
+// writes it:
+//   - the packer, from freeBatch until it sends the batch: items, names,
+//     files, frames. After the send nobody changes them.
+//   - one reader, from p.work until it publishes the batch complete or
+//     failed: the arena, and each file item's info, end and stream. A
+//     batch without files is framed by the packer before it is sent, and
+//     goes to no reader.
+//   - the writer reads the arena only up to what the reader published
+//     (below), and owns the batch once it is complete, until it hands it
+//     back on p.free (or to batchPool when the dump ends).
+//
+// Publication. b.done counts the items ready for the writer: the reader
+// stores it (an atomic store: release) after writing what an item
+// framed, and the writer loads it (acquire) before reading those bytes.
+// done goes one past len(items) exactly once, when the batch is complete
+// (b.end set) or failed (b.err set); both are written before that store
+// and never after. A reader nudges b.wake (capacity 1) after each store,
+// so the writer, which sets b.waiting before it sleeps on b.wake, cannot
+// miss one. A streamed file is ready as soon as its stream exists; its
+// chunks follow on its channel, which its reader closes.
+//
+// Errors travel one way: in archive order, to the writer. A reader that
+// fails records the error in its batch (b.fail), a stream's included;
+// the walker sends its error as a batch of its own (failedBatch) after
+// everything it packed before. The writer stops at the first error it
+// meets, so everything before the failure was written, and Dump cancels
+// the context with that error as its cause: every stage watches the
+// context, stops, and releases what it holds (directory references,
+// chunks). A stage never reports an error any other way; when the
+// context is done, stages just stop, and the dump's error is the
+// context's cause.
+//
+// Stopping. freeBatch and the sends between stages fail only when the
+// context is done; what the stopped stage held is released there, and
+// never sent on.
+//
+// Memory is bounded by the sizes below, whatever the tree.
+
+// Sizes of the dump pipeline. Memory in use stays under
+// batchesInFlight*arenaSize + streams*(chunksInFlight+2)*chunkSize, where
+// at most one stream per reader is open: about 48 MiB with two readers.
+const (
+	arenaSize       = 1 << 20 // one batch's framed archive bytes, small files' contents included
+	batchItems      = 512     // nodes in one batch at most
+	batchesInFlight = 8       // batches between the walker and the writer
+	chunkSize       = 4 << 20 // a streamed file travels in chunks this big
+	smallChunkSize  = 256 << 10
+	chunksInFlight  = 3  // chunks of one file read ahead of the writer
+	firstBatchFiles = 32 // files in a batch before any file size is known
+	// earlyAdvance is how many bytes of contents a reader publishes at
+	// a time, rather than the whole batch at once, while the writer waits
+	// for it: a wake per file would cost more than it saves on tiny files.
+	earlyAdvance = 64 << 10
+)
+
+type itemOp uint8
+
+const (
+	opFile itemOp = iota
+	opSymlink
+	opDir    // begins a directory
+	opEndDir // ends the innermost directory
+)
+
+type span struct{ off, len uint32 }
+
+// item is one step of the archive, in NAR order.
+type item struct {
+	op   itemOp
+	root bool // the archive's root node: no entry name is written
+	// closePrev: the previous entry of the same directory must be closed
+	// first (for opEndDir: the directory has entries to close).
+	closePrev bool
+	name      span     // in batch.names, NUL-terminated there
+	target    span     // symlinks: in batch.names
+	info      fileInfo // lstat (symlinks), fstat (directories, and files once opened)
+	dir       *dirRef  // files: the directory to open the file in
+	// end is where the item's bytes end in the arena once it is ready;
+	// for a streamed file, where its header ends and its chunks go.
+	end int
+	// stream carries the contents of a file too large for the arena,
+	// chunk by chunk, from its reader to the writer.
+	stream chan chunk
+}
+
+// A batch is a run of consecutive items. The walker fills in the items,
+// a reader opens and reads their files, and the writer emits them in
+// order, following the reader's progress.
+type batch struct {
+	items []item
+	names []byte
+	arena []byte // fixed length; the reader frames the archive into it
+	files int    // files for a reader to read
+	// frames is the sum of the items' frameMax: the arena room the
+	// framing may take, whatever the contents take.
+	frames int
+	end    int // the arena's framed length, once done reaches len(items)
+	// done counts the items ready for the writer: a file is ready once it
+	// is framed into the arena, or once its stream is set up. It goes one
+	// past len(items) when the batch is complete (end is set) or failed
+	// (err is set). The reader stores it after the item (release), the
+	// writer loads it (acquire).
+	done atomic.Int32
+	wake chan struct{} // a reader's nudge after done grows (capacity 1)
+	// waiting is set while the writer waits for this batch: its reader
+	// then publishes progress sooner and yields to it (see advance).
+	waiting atomic.Bool
+	err     error // set before done passes len(items)
+}
+
+// failedBatch carries the walk's failure to the writer, in order after
+// the batches the walk sent before it: it has no items and is failed from
+// the start. It is not the pipeline's: the writer stops at it.
+func failedBatch(err error) *batch {
+	b := newBatch(0)
+	b.fail(err)
+	return b
+}
+
+// A chunk is a piece of a streamed file's contents.
+type chunk struct {
+	buf *[]byte
+	n   int
+}
+
+func newBatch(arena int) *batch {
+	return &batch{arena: make([]byte, arena), wake: make(chan struct{}, 1)}
+}
+
+func (b *batch) reset() {
+	b.items, b.names = b.items[:0], b.names[:0]
+	b.files, b.frames, b.end, b.err = 0, 0, 0, nil
+	b.done.Store(0)
+	b.waiting.Store(false)
+	select {
+	case <-b.wake:
+	default:
+	}
+}
+
+// advance publishes that the first n items are ready. If the writer is
+// waiting for them, the reader yields its processor: the runtime queues the
+// goroutine a channel send wakes to run next on the sender's processor,
+// and the writer, whose hash is what limits a dump, should not wait there
+// until this reader blocks.
+func (b *batch) advance(n int) {
+	b.done.Store(int32(n))
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+	if b.waiting.Load() {
+		runtime.Gosched()
+	}
+}
+
+// fail records err and releases the writer: everything after the failed
+// item is abandoned.
+func (b *batch) fail(err error) {
+	b.err = err
+	b.advance(len(b.items) + 1)
+}
+
+// finish publishes that the batch is complete, framed up to end.
+func (b *batch) finish(end int) {
+	b.end = end
+	b.advance(len(b.items) + 1)
+}
+
+// releaseFiles drops the directory references of the files of a batch
+// that no reader will see.
+func (b *batch) releaseFiles() {
+	for i := range b.items {
+		if it := &b.items[i]; it.op == opFile {
+			it.dir.release()
+		}
+	}
+}
+
+// pipeline connects the walker, the readers and the writer of one dump.
+type pipeline struct {
+	order chan *batch // walker -> writer, in NAR order
+	work  chan *batch // walker -> readers
+	free  chan *batch // writer -> walker, batches to reuse
+	made  int         // batches taken from batchPool so far (walker only)
+	// files and bytes read so far, for the walker to size batches.
+	files, bytes atomic.Int64
+	// racyBefore is the dump's start less racyMargin, in nanoseconds
+	// since the epoch: files changed before it can be read the fast way.
+	racyBefore int64
+}
+
+// freeBatch returns an empty batch for the walker to fill: a written one,
+// or a new one while fewer than batchesInFlight exist (a small tree needs
+// few), or else the next written one when it comes back. It fails only
+// when ctx is done first.
+func (p *pipeline) freeBatch(ctx context.Context) (*batch, error) {
+	var b *batch
+	select {
+	case b = <-p.free:
+	default:
+		if p.made < batchesInFlight {
+			p.made++
+			b = batchPool.Get().(*batch)
+			break
+		}
+		select {
+		case b = <-p.free:
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
+	}
+	b.reset()
+	return b, nil
+}
+
+// batchPool keeps batches, with their arenas, from one dump to the next.
+var batchPool = sync.Pool{New: func() any { return newBatch(arenaSize) }}
+
+// Chunk buffers: small ones for files that merely overflowed their
+// batch's arena, large ones for large files.
+var (
+	chunkPool      = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+	smallChunkPool = sync.Pool{New: func() any { b := make([]byte, smallChunkSize); return &b }}
+)
+
+func getChunk(fileSize int64) *[]byte {
+	if fileSize <= smallChunkSize {
+		return smallChunkPool.Get().(*[]byte)
+	}
+	return chunkPool.Get().(*[]byte)
+}
+
+func putChunk(b *[]byte) {
+	if len(*b) == smallChunkSize {
+		smallChunkPool.Put(b)
+	} else {
+		chunkPool.Put(b)
+	}
+}
