@@ -2,8 +2,9 @@ package nar
 
 import "encoding/binary"
 
-// A dump does not go through a Writer: the readers lay out each batch's
-// archive bytes in its arena, tokens and contents together, and the writer
+// A dump does not go through a Writer's checks and buffer: the readers
+// lay out each batch's archive bytes in its arena with the same layout
+// functions (below), tokens and contents together, and the writer
 // hashes them in runs as long as the batch. On 2 cores this takes the
 // Writer's per-file calls, buffer copies and small hash writes off the
 // goroutine that hashes, which is what limits a dump.
@@ -40,7 +41,7 @@ func frameMax(it *item, nameLen, targetLen int) int {
 	case opSymlink:
 		n += len(tokSym) + 8 + targetLen + padLen(uint64(targetLen)) + len(tokPar)
 	case opFile:
-		n += len(tokExe) + 8 + 7 + len(tokPar)
+		n += fileHeaderLen(true) + 7 + len(tokPar)
 	}
 	return n
 }
@@ -49,81 +50,117 @@ func frameMax(it *item, nameLen, targetLen int) int {
 // so that most of the arena is left for contents.
 const frameBudget = arenaSize / 4
 
-// A framer writes archive bytes into an arena. It slices rather than
-// appends: the walker's accounting guarantees the room, and a mistake
-// there must crash, never produce a wrong archive.
+// The archive's byte layout, in one place: a Writer appends it to its
+// buffer, a dump's readers to a batch's arena (framer). closePrev: the
+// previous entry of the directory is closed first.
+
+// appendString appends a length-prefixed, padded string.
+func appendString[S ~string | ~[]byte](dst []byte, s S) []byte {
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(len(s)))
+	dst = append(dst, s...)
+	return append(dst, zeros[:padLen(uint64(len(s)))]...)
+}
+
+// appendEntry appends what comes before the node of a directory's entry.
+func appendEntry[S ~string | ~[]byte](dst []byte, closePrev bool, name S) []byte {
+	if closePrev {
+		dst = append(dst, tokPar...)
+	}
+	dst = append(dst, tokEnt...)
+	dst = appendString(dst, name)
+	return append(dst, tokNod...)
+}
+
+// appendEndDir appends the end of a directory.
+func appendEndDir(dst []byte, closePrev bool) []byte {
+	if closePrev {
+		dst = append(dst, tokPar...)
+	}
+	return append(dst, tokPar...)
+}
+
+// appendSymlink appends a symlink's node.
+func appendSymlink[S ~string | ~[]byte](dst []byte, target S) []byte {
+	dst = append(dst, tokSym...)
+	dst = appendString(dst, target)
+	return append(dst, tokPar...)
+}
+
+// appendFileHeader appends a file's node up to its contents.
+func appendFileHeader(dst []byte, executable bool, size int64) []byte {
+	if executable {
+		dst = append(dst, tokExe...)
+	} else {
+		dst = append(dst, tokReg...)
+	}
+	return binary.LittleEndian.AppendUint64(dst, uint64(size))
+}
+
+// fileHeaderLen is the length of what appendFileHeader appends.
+func fileHeaderLen(executable bool) int {
+	if executable {
+		return len(tokExe) + 8
+	}
+	return len(tokReg) + 8
+}
+
+// appendFileTrailer appends what follows a file's contents.
+func appendFileTrailer(dst []byte, size int64) []byte {
+	dst = append(dst, zeros[:padLen(uint64(size))]...)
+	return append(dst, tokPar...)
+}
+
+// A framer appends archive bytes to an arena, in place: the walker's
+// accounting (frameMax) guarantees the room, and a mistake there must
+// crash, never produce a wrong archive.
 type framer struct {
 	a []byte
 	n int
 }
 
-func (f *framer) put(tok string) { f.n += copy(f.a[f.n:f.n+len(tok)], tok) }
+// tail is where the next bytes go, for an append.
+func (f *framer) tail() []byte { return f.a[:f.n] }
 
-func (f *framer) putUint(v uint64) {
-	binary.LittleEndian.PutUint64(f.a[f.n:f.n+8], v)
-	f.n += 8
-}
-
-// putPad writes the zero bytes that follow n bytes of a string. The arena
-// is reused, so they are written, not assumed.
-func (f *framer) putPad(n uint64) { f.n += copy(f.a[f.n:f.n+padLen(n)], zeros[:]) }
-
-func (f *framer) putString(s []byte) {
-	f.putUint(uint64(len(s)))
-	f.n += copy(f.a[f.n:f.n+len(s)], s)
-	f.putPad(uint64(len(s)))
+// set takes what an append to tail made: the arena, grown in place.
+func (f *framer) set(b []byte) {
+	if len(b) > 0 && &b[0] != &f.a[0] {
+		panic("nar: a batch's framing overflowed its arena")
+	}
+	f.n = len(b)
 }
 
 // prefix frames what comes before an item's node: the close of the
 // previous entry, then the entry's name, or the archive's magic.
 func (b *batch) prefix(f *framer, it *item) {
-	if it.closePrev {
-		f.put(tokPar)
-	}
 	if it.root {
-		f.put(tokNAR)
+		f.set(append(f.tail(), tokNAR...))
 		return
 	}
-	f.put(tokEnt)
-	f.putString(b.names[it.name.off : it.name.off+it.name.len])
-	f.put(tokNod)
+	f.set(appendEntry(f.tail(), it.closePrev, b.names[it.name.off:it.name.off+it.name.len]))
 }
 
 // frameNode frames an item that is not a file.
 func (b *batch) frameNode(f *framer, it *item) {
 	if it.op == opEndDir {
-		if it.closePrev {
-			f.put(tokPar)
-		}
-		f.put(tokPar)
+		f.set(appendEndDir(f.tail(), it.closePrev))
 		return
 	}
 	b.prefix(f, it)
 	switch it.op {
 	case opDir:
-		f.put(tokDir)
+		f.set(append(f.tail(), tokDir...))
 	case opSymlink:
-		f.put(tokSym)
-		f.putString(b.names[it.target.off : it.target.off+it.target.len])
-		f.put(tokPar)
+		f.set(appendSymlink(f.tail(), b.names[it.target.off:it.target.off+it.target.len]))
 	}
 }
 
 // fileHeader frames a file's node up to its contents.
 func (f *framer) fileHeader(executable bool, size int64) {
-	if executable {
-		f.put(tokExe)
-	} else {
-		f.put(tokReg)
-	}
-	f.putUint(uint64(size))
+	f.set(appendFileHeader(f.tail(), executable, size))
 }
 
 // fileTrailer frames what follows a file's contents.
-func (f *framer) fileTrailer(size int64) {
-	f.putPad(uint64(size))
-	f.put(tokPar)
-}
+func (f *framer) fileTrailer(size int64) { f.set(appendFileTrailer(f.tail(), size)) }
 
 // frameAll frames a batch that has no files to read; the walker does it.
 func (b *batch) frameAll() {

@@ -100,8 +100,8 @@ func readFile(ctx context.Context, p *pipeline, b *batch, i int, f *framer, limi
 	// Contents go where a plain file's do; an executable file's header is
 	// longer, and they move up. Either way they end with room left for
 	// the padding and closing parenthesis before limit.
-	data := hdr + len(tokReg) + 8
-	room := limit - (len(tokExe) - len(tokReg)) - 7 - len(tokPar) - data
+	data := hdr + fileHeaderLen(false)
+	room := limit - (fileHeaderLen(true) - fileHeaderLen(false)) - 7 - len(tokPar) - data
 	if it.dir.localClock && room > 0 {
 		n, err := readOnce(fd, b.arena[data:data+room])
 		if err != nil {
@@ -120,7 +120,7 @@ func readFile(ctx context.Context, p *pipeline, b *batch, i int, f *framer, limi
 			it.info = info
 			exec := info.mode&modeExec != 0
 			if exec { // make room for the longer header, which would overwrite them
-				to := data + len(tokExe) - len(tokReg)
+				to := hdr + fileHeaderLen(true)
 				copy(b.arena[to:to+n], b.arena[data:data+n])
 			}
 			f.fileHeader(exec, info.size)

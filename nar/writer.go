@@ -1,7 +1,6 @@
 package nar
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -54,7 +53,7 @@ type Writer struct {
 	err       error
 	state     writerState
 	remaining int64 // contents still due for the current file
-	pad       int   // padding after the current file's contents
+	size      int64 // the current file's size
 	dirs      []dirFrame
 	pathLen   int // length of the path of the node being begun
 }
@@ -81,7 +80,7 @@ func (w *Writer) Reset(dst io.Writer) {
 	w.err = nil
 	w.state = wantNode
 	w.remaining = 0
-	w.pad = 0
+	w.size = 0
 	w.dirs = w.dirs[:0]
 	w.pathLen = 0
 }
@@ -99,14 +98,9 @@ func (w *Writer) File(executable bool, size int64) error {
 	if size < 0 {
 		return w.fail(fmt.Errorf("nar: negative file size %d", size))
 	}
-	if executable {
-		w.emit(tokExe)
-	} else {
-		w.emit(tokReg)
-	}
-	w.emitUint(uint64(size))
+	w.put(appendFileHeader(w.buf, executable, size))
 	w.remaining = size
-	w.pad = padLen(uint64(size))
+	w.size = size
 	w.state = inFile
 	if size == 0 {
 		w.endFile()
@@ -151,9 +145,7 @@ func symlink[S ~string | ~[]byte](w *Writer, target S) error {
 	if why := checkTarget(target); why != "" {
 		return w.fail(fmt.Errorf("nar: symlink %q: %s", target, why))
 	}
-	w.emit(tokSym)
-	emitString(w, target)
-	w.emit(tokPar)
+	w.put(appendSymlink(w.buf, target))
 	w.endNode()
 	return w.err
 }
@@ -164,7 +156,7 @@ func (w *Writer) Directory() error {
 	if err := w.beginNode("Directory"); err != nil {
 		return err
 	}
-	w.emit(tokDir)
+	w.put(append(w.buf, tokDir...))
 	if len(w.dirs) < cap(w.dirs) {
 		w.dirs = w.dirs[:len(w.dirs)+1]
 		top := &w.dirs[len(w.dirs)-1]
@@ -199,14 +191,11 @@ func entry[S ~string | ~[]byte](w *Writer, name S) error {
 		if compareName(top.prev, name) >= 0 {
 			return w.fail(fmt.Errorf("nar: entry %q is not after %q: entries must be in ascending byte order", name, top.prev))
 		}
-		w.emit(tokPar)
 	}
+	w.put(appendEntry(w.buf, top.entries, name))
 	top.prev = append(top.prev[:0], name...)
 	top.entries = true
 	w.pathLen = top.pathLen + 1 + len(name)
-	w.emit(tokEnt)
-	emitString(w, name)
-	w.emit(tokNod)
 	w.state = wantNode
 	return w.err
 }
@@ -242,10 +231,7 @@ func (w *Writer) EndDirectory() error {
 	if w.state != inDir {
 		return w.misuse("EndDirectory")
 	}
-	if w.dirs[len(w.dirs)-1].entries {
-		w.emit(tokPar)
-	}
-	w.emit(tokPar)
+	w.put(appendEndDir(w.buf, w.dirs[len(w.dirs)-1].entries))
 	w.dirs = w.dirs[:len(w.dirs)-1]
 	w.endNode()
 	return w.err
@@ -272,17 +258,14 @@ func (w *Writer) beginNode(op string) error {
 		return w.misuse(op)
 	}
 	if w.off == 0 {
-		w.emit(tokNAR)
+		w.put(append(w.buf, tokNAR...))
 	}
 	return nil
 }
 
 // endFile closes a file whose contents are all written.
 func (w *Writer) endFile() {
-	if w.pad > 0 {
-		w.emitBytes(zeros[:w.pad])
-	}
-	w.emit(tokPar)
+	w.put(appendFileTrailer(w.buf, w.size))
 	w.endNode()
 }
 
@@ -306,33 +289,11 @@ func (w *Writer) fail(err error) error {
 	return w.err
 }
 
-func (w *Writer) emit(tok string) {
-	w.buf = append(w.buf, tok...)
-	w.off += int64(len(tok))
-	if len(w.buf) >= writerBufSize {
-		w.flush()
-	}
-}
-
-func (w *Writer) emitBytes(p []byte) {
-	w.buf = append(w.buf, p...)
-	w.off += int64(len(p))
-	if len(w.buf) >= writerBufSize {
-		w.flush()
-	}
-}
-
-func (w *Writer) emitUint(n uint64) {
-	w.buf = binary.LittleEndian.AppendUint64(w.buf, n)
-	w.off += 8
-}
-
-// emitString writes a length-prefixed, padded string.
-func emitString[S ~string | ~[]byte](w *Writer, s S) {
-	w.emitUint(uint64(len(s)))
-	w.buf = append(w.buf, s...)
-	w.buf = append(w.buf, zeros[:padLen(uint64(len(s)))]...)
-	w.off += int64(len(s) + padLen(uint64(len(s))))
+// put takes what an append of archive bytes to w.buf made (see frame.go
+// for the layout), and flushes the buffer when it is full.
+func (w *Writer) put(b []byte) {
+	w.off += int64(len(b) - len(w.buf))
+	w.buf = b
 	if len(w.buf) >= writerBufSize {
 		w.flush()
 	}
@@ -342,7 +303,7 @@ func emitString[S ~string | ~[]byte](w *Writer, s S) {
 // to the underlying writer directly.
 func (w *Writer) emitContents(p []byte) {
 	if len(w.buf)+len(p) <= writerBufSize {
-		w.emitBytes(p)
+		w.put(append(w.buf, p...))
 		return
 	}
 	w.flush()
