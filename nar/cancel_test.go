@@ -1,0 +1,500 @@
+//go:build linux
+
+package nar
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/narhash/narhash/nar/nartest"
+)
+
+// TestCancelRandom stops dumps at random points, in every way a dump can
+// be stopped: a context cancelled before the dump, by the destination's
+// Write after a random number of bytes, by another goroutine after a
+// random delay or once Progress reaches a random count, a deadline, and a
+// destination that fails or writes short. Plain, resumed and selected
+// dumps, with 1 to 8 readers. Each dump must fail with what stopped it,
+// or succeed, if it finished first, with the archive an unstopped dump
+// writes; and leave no goroutine and no file descriptor behind.
+//
+// NARHASH_CANCEL_SEED=n replays a run (the seed is logged),
+// NARHASH_CANCEL_ITER=i only its iteration i, NARHASH_CANCEL_ROUNDS=n runs
+// n iterations instead of the default.
+func TestCancelRandom(t *testing.T) {
+	rounds := 120
+	if testing.Short() {
+		rounds = 30
+	}
+	seed := cancelEnv(t, "NARHASH_CANCEL_SEED", rand.Uint64())
+	rounds = int(cancelEnv(t, "NARHASH_CANCEL_ROUNDS", uint64(rounds)))
+	only := int(cancelEnv(t, "NARHASH_CANCEL_ITER", 1<<62)) // all of them
+	t.Logf("seed %d, %d iterations (replay: NARHASH_CANCEL_SEED=%d)", seed, rounds, seed)
+	trees := cancelTrees(t)
+	leaks := startCancelLeaks(t)
+	outcomes := map[string]int{}
+	for i := range rounds {
+		if only != 1<<62 && i != only {
+			continue
+		}
+		c := newCancelCase(rand.New(rand.NewPCG(seed, uint64(i))), trees)
+		c.what = fmt.Sprintf("iteration %d: %s (replay: NARHASH_CANCEL_SEED=%d NARHASH_CANCEL_ITER=%d go test -race -run TestCancelRandom ./nar)",
+			i, c, seed, i)
+		outcome, err := c.run()
+		if err != nil {
+			t.Fatalf("%s: %v", c.what, err)
+		}
+		outcomes[c.stop.String()+": "+outcome]++
+		leaks.check(t, c.what)
+		if n := c.dst.late.Load(); n > 0 {
+			t.Fatalf("%s: %d writes to the destination after Dump returned", c.what, n)
+		}
+	}
+	t.Logf("outcomes: %v", outcomes)
+}
+
+// cancelEnv returns the value of the environment variable name, or def.
+func cancelEnv(t *testing.T, name string, def uint64) uint64 {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	v, err := strconv.ParseUint(s, 10, 63)
+	if err != nil {
+		t.Fatalf("%s=%q: want a non-negative integer", name, s)
+	}
+	return v
+}
+
+// A cancelTree is a tree to dump and what an unstopped dump of it gives.
+type cancelTree struct {
+	name, root string
+	want       cancelRef
+	took       time.Duration // an unstopped dump's time, to spread delays over
+	// Directories only: checkpoints of an unstopped dump, the entries'
+	// paths (to resume before) and selections of it.
+	cps   *Checkpoints
+	paths []string
+	sels  []cancelSel
+}
+
+type cancelRef struct {
+	sum  [sha256.Size]byte
+	size int64
+}
+
+type cancelSel struct {
+	sel  *Selection
+	want cancelRef
+}
+
+// cancelTrees builds the trees once: a random tree with large streamed
+// files (one over 1 MiB, one over 4 MiB that takes several chunks), deep
+// directories, symlinks, empty directories and executables; a tree of
+// many small files in a few directories, for many batches; and a lone
+// file of six chunks.
+func cancelTrees(t *testing.T) []*cancelTree {
+	base := nartest.TempDir(t)
+	rng := rand.New(rand.NewPCG(2026, 10)) // the trees are fixed; the seed varies the stops
+	mixed, many, file := filepath.Join(base, "mixed"), filepath.Join(base, "many"), filepath.Join(base, "file")
+	must(t, os.Mkdir(mixed, 0o755))
+	must(t, nartest.Random(mixed, 10, 300))
+	b := &nartest.Builder{Root: mixed}
+	b.Dir("big")
+	b.File("big/over1MiB", nartest.Bytes(rng, 1<<20+12345), 0o644)
+	b.File("big/over4MiB", nartest.Bytes(rng, 9<<20+7), 0o755) // three chunks
+	b.File("big/zz after", []byte("small, after the streamed ones"), 0o644)
+	deep := strings.Repeat("deep/", 80) // deeper than the walk's window of open directories
+	b.Dir(deep + "empty")
+	b.File(deep+"bottom", []byte("#!/bin/sh\n"), 0o755)
+	b.Symlink(strings.Repeat("../", 80)+"run.sh", deep+"up")
+	b.Dir("empty/nested/empty")
+	b.File("run.sh", []byte("#!/bin/sh\necho hi\n"), 0o755)
+	b.Symlink("run.sh", "run-link")
+	b.Symlink("nowhere", "dangling")
+	b = &nartest.Builder{Root: many}
+	for d := range 8 {
+		b.Dir(fmt.Sprintf("%02d", d))
+		for f := range 500 {
+			b.File(fmt.Sprintf("%02d/%04x", d, f), nartest.Bytes(rng, rng.IntN(2000)), os.FileMode(0o644|0o111*(f%7/6)))
+		}
+	}
+	// More chunks than a reader sends ahead of the writer: it waits.
+	big := make([]byte, 21<<20+3)
+	rand.NewChaCha8([32]byte{1}).Read(big)
+	b = &nartest.Builder{Root: base}
+	b.File("file", big, 0o644)
+	must(t, b.Err)
+
+	var trees []*cancelTree
+	for _, tr := range []*cancelTree{{name: "mixed", root: mixed}, {name: "many", root: many}, {name: "file", root: file}} {
+		var opt DumpOptions
+		if tr.root != file {
+			tr.cps = &Checkpoints{Every: 64 << 10}
+			opt.Checkpoints = tr.cps
+			paths, err := nartest.Entries(tr.root)
+			must(t, err)
+			tr.paths = paths
+		}
+		start := time.Now()
+		tr.want = cancelReference(t, tr.root, &opt)
+		tr.took = time.Since(start)
+		trees = append(trees, tr)
+	}
+	// Two selections of the mixed tree: about half its files and
+	// symlinks, always with the large one.
+	for range 2 {
+		sel := NewSelection()
+		for _, p := range trees[0].paths {
+			st, err := os.Lstat(filepath.Join(mixed, p))
+			must(t, err)
+			if !st.IsDir() && (rng.IntN(2) == 0 || p == "big/over4MiB") {
+				must(t, sel.Add(p))
+			}
+		}
+		trees[0].sels = append(trees[0].sels, cancelSel{sel, cancelReference(t, mixed, &DumpOptions{Select: sel})})
+	}
+	return trees
+}
+
+// cancelReference dumps root unstopped. Nix, when installed, vouches for
+// the whole trees' archives.
+func cancelReference(t *testing.T, root string, opt *DumpOptions) cancelRef {
+	t.Helper()
+	h := sha256.New()
+	res, err := Dump(context.Background(), h, root, opt)
+	if err != nil {
+		t.Fatalf("reference dump: %v", err)
+	}
+	ref := cancelRef{size: res.Size}
+	h.Sum(ref.sum[:0])
+	if nixHash, _ := exec.LookPath("nix-hash"); nixHash != "" && opt.Select == nil {
+		out, err := exec.Command(nixHash, "--type", "sha256", root).Output()
+		if got := strings.TrimSpace(string(out)); err != nil || got != hex.EncodeToString(ref.sum[:]) {
+			t.Fatalf("reference dump of %s: sha256 %x, nix-hash says %s (%v)", root, ref.sum, got, err)
+		}
+	}
+	return ref
+}
+
+// cancelStop is how a dump is stopped.
+type cancelStop int
+
+const (
+	cancelEarly      cancelStop = iota // the context is cancelled before Dump
+	cancelInWrite                      // the destination cancels after some bytes
+	cancelAfterDelay                   // another goroutine cancels after a delay
+	cancelAtProgress                   // another goroutine cancels once Progress reaches a count
+	cancelDeadline                     // the context's deadline passes
+	cancelWriteErr                     // the destination fails after some bytes
+	cancelShortWrite                   // the destination writes short, with no error
+	cancelStops
+)
+
+func (k cancelStop) String() string {
+	return [...]string{"cancel before", "cancel in Write", "cancel after a delay", "cancel at a Progress",
+		"deadline", "Write fails", "short write"}[k]
+}
+
+// cancelCase is one stopped dump.
+type cancelCase struct {
+	tree    *cancelTree
+	stop    cancelStop
+	cause   bool // the context is cancelled with a cause
+	readers int
+	from    *Checkpoint // resumed there
+	cps     bool        // taking checkpoints
+	sel     *cancelSel
+	want    cancelRef     // what an unstopped dump gives
+	size    int64         // and how many bytes it writes
+	at      int64         // cancelInWrite, cancelWriteErr, cancelShortWrite: the byte written when it stops
+	delay   time.Duration // cancelAfterDelay, cancelDeadline
+	entries bool          // cancelAtProgress: counting entries, not bytes
+	target  int64         // cancelAtProgress: the count to reach
+	yield   bool          // the destination yields its processor on every write
+	dst     *cancelWriter
+	what    string // the case, for failures
+}
+
+func newCancelCase(rng *rand.Rand, trees []*cancelTree) *cancelCase {
+	c := &cancelCase{tree: trees[rng.IntN(len(trees))], stop: cancelStop(rng.IntN(int(cancelStops))),
+		cause: rng.IntN(2) == 0, readers: 1 + rng.IntN(8), yield: rng.IntN(4) == 0}
+	c.want = c.tree.want
+	if c.tree.cps != nil {
+		switch rng.IntN(4) {
+		case 0:
+			p := c.tree.paths[rng.IntN(len(c.tree.paths))]
+			c.from = c.tree.cps.Before(p) // nil before the first checkpoint: a full dump
+			c.cps = true
+		case 1:
+			c.cps = true
+		case 2:
+			if len(c.tree.sels) > 0 {
+				c.sel = &c.tree.sels[rng.IntN(len(c.tree.sels))]
+				c.want = c.sel.want
+			}
+		}
+	}
+	// This dump writes size bytes; stop points run up to a little past
+	// the end, so that some dumps finish first.
+	c.size = c.want.size
+	if c.from != nil {
+		c.size -= c.from.Offset
+	}
+	c.at = rng.Int64N(c.size + c.size/8 + 1)
+	c.delay = time.Duration(rng.Int64N(int64(c.tree.took) + 1))
+	if c.entries = rng.IntN(3) == 0; c.entries {
+		c.target = rng.Int64N(int64(len(c.tree.paths)) + 2)
+	} else {
+		c.target = rng.Int64N(c.size + 1)
+	}
+	return c
+}
+
+func (c *cancelCase) String() string {
+	s := fmt.Sprintf("%s, %s tree, %d readers", c.stop, c.tree.name, c.readers)
+	switch {
+	case c.from != nil:
+		s += fmt.Sprintf(", resumed at %q (offset %d)", c.from.Path, c.from.Offset)
+	case c.cps:
+		s += ", taking checkpoints"
+	case c.sel != nil:
+		s += ", a selection"
+	}
+	switch c.stop {
+	case cancelInWrite, cancelWriteErr, cancelShortWrite:
+		s += fmt.Sprintf(", at byte %d", c.at)
+	case cancelAfterDelay, cancelDeadline:
+		s += fmt.Sprintf(", after %v", c.delay)
+	case cancelAtProgress:
+		s += fmt.Sprintf(", at %d %s", c.target, map[bool]string{false: "bytes", true: "entries"}[c.entries])
+	}
+	return s + fmt.Sprintf(", cause %v, yielding writer %v", c.cause, c.yield)
+}
+
+var errCancelTest = errors.New("the destination failed")
+
+// cancelHang is how long a dump of the test's trees may take, stopped or
+// not, before the test takes it for hung: an unstopped one takes well
+// under a second, under -race on a busy machine.
+const cancelHang = 30 * time.Second
+
+// run dumps and checks the outcome: "stopped" or "finished".
+func (c *cancelCase) run() (outcome string, err error) {
+	ctx := context.Background()
+	var cancel context.CancelFunc
+	cause := fmt.Errorf("stopped by the test: %s", c.stop)
+	wantErr := context.Canceled
+	switch {
+	case c.stop == cancelDeadline && c.cause:
+		ctx, cancel = context.WithTimeoutCause(ctx, c.delay, cause)
+		wantErr = cause
+	case c.stop == cancelDeadline:
+		ctx, cancel = context.WithTimeout(ctx, c.delay)
+		wantErr = context.DeadlineExceeded
+	case c.cause:
+		var cancelCause context.CancelCauseFunc
+		ctx, cancelCause = context.WithCancelCause(ctx)
+		cancel, wantErr = func() { cancelCause(cause) }, cause
+	default:
+		ctx, cancel = context.WithCancel(ctx)
+	}
+	defer cancel()
+	var cancelled atomic.Bool // cancel was called, by the writer or the test
+	stop := func() { cancelled.Store(true); cancel() }
+
+	c.dst = &cancelWriter{h: sha256.New(), at: -1, yield: c.yield}
+	switch c.stop {
+	case cancelInWrite:
+		c.dst.at, c.dst.cancel = c.at, stop
+	case cancelWriteErr:
+		c.dst.at, c.dst.fail, wantErr = c.at, errCancelTest, errCancelTest
+	case cancelShortWrite:
+		c.dst.at, c.dst.fail, wantErr = c.at, io.ErrShortWrite, io.ErrShortWrite
+	}
+	opt := &DumpOptions{Readers: c.readers, Progress: new(Progress), From: c.from}
+	if c.cps {
+		opt.Checkpoints = c.tree.cps.Clone()
+	}
+	if c.sel != nil {
+		opt.Select = c.sel.sel
+	}
+
+	done := make(chan struct{})
+	var watcher sync.WaitGroup // joined before the leak check
+	switch c.stop {
+	case cancelEarly:
+		stop()
+	case cancelAfterDelay:
+		defer time.AfterFunc(c.delay, stop).Stop()
+	case cancelAtProgress:
+		watcher.Go(func() { cancelWatch(opt.Progress, c.entries, c.target, done, stop) })
+	}
+	// A dump that a stop does not end would hang the test until its
+	// -timeout: fail sooner, saying which case and where everyone is.
+	watchdog := time.AfterFunc(cancelHang, func() {
+		panic(fmt.Sprintf("%s: Dump still running %v after it began:\n%s", c.what, cancelHang, cancelStacks()))
+	})
+	res, err := Dump(ctx, c.dst, c.tree.root, opt)
+	watchdog.Stop()
+	c.dst.returned.Store(true)
+	close(done)
+	watcher.Wait()
+
+	acted := c.dst.acted
+	switch {
+	case err == nil && (c.stop == cancelEarly || acted):
+		return "", fmt.Errorf("the dump succeeded after it was stopped (acted %v)", acted)
+	case err == nil:
+		var sum [sha256.Size]byte
+		c.dst.h.Sum(sum[:0])
+		if sum != c.want.sum || res.Size != c.want.size || c.dst.n != c.size {
+			return "", fmt.Errorf("the dump finished with sha256 %x, size %d, %d bytes written; an unstopped dump's is %x, size %d, %d bytes written",
+				sum, res.Size, c.dst.n, c.want.sum, c.want.size, c.size)
+		}
+		return "finished", nil
+	case !errors.Is(err, wantErr):
+		return "", fmt.Errorf("got error %q, want %q", err, wantErr)
+	case (c.stop == cancelInWrite || c.stop == cancelWriteErr || c.stop == cancelShortWrite) && !acted:
+		return "", fmt.Errorf("got error %q before the destination stopped the dump", err)
+	case c.stop == cancelWriteErr || c.stop == cancelShortWrite:
+		if c.dst.afterFail > 0 {
+			return "", fmt.Errorf("%d writes after the destination failed", c.dst.afterFail)
+		}
+	case !cancelled.Load() && c.stop != cancelDeadline:
+		return "", fmt.Errorf("got error %q, but the context was not cancelled", err)
+	}
+	return "stopped", nil
+}
+
+// cancelWatch polls p until it reaches target entries or bytes, and then
+// calls stop, or until done is closed.
+func cancelWatch(p *Progress, entries bool, target int64, done <-chan struct{}, stop func()) {
+	poll := time.NewTimer(0)
+	defer poll.Stop()
+	for {
+		n := p.Bytes.Load()
+		if entries {
+			n = p.Entries.Load()
+		}
+		if n >= target {
+			stop()
+			return
+		}
+		poll.Reset(50 * time.Microsecond)
+		select {
+		case <-done:
+			return
+		case <-poll.C:
+		}
+	}
+}
+
+// cancelWriter hashes what a dump writes and, once the byte at is
+// written, cancels the dump or fails. Its state can be saved and
+// restored, as checkpoints need.
+type cancelWriter struct {
+	h         hash.Hash
+	n         int64 // bytes taken
+	at        int64 // the byte at which to act; -1: never
+	cancel    func()
+	fail      error // returned, with the count of bytes before at, instead of cancelling
+	yield     bool
+	acted     bool
+	afterFail int          // writes after it failed
+	returned  atomic.Bool  // Dump has returned
+	late      atomic.Int32 // writes after that
+}
+
+func (w *cancelWriter) Write(p []byte) (int, error) {
+	if w.returned.Load() {
+		w.late.Add(1)
+	}
+	if w.yield {
+		runtime.Gosched()
+	}
+	if w.acted && w.fail != nil {
+		w.afterFail++
+	}
+	k := len(p)
+	if !w.acted && w.at >= 0 && w.n+int64(k) > w.at {
+		w.acted = true
+		if w.fail == nil {
+			w.cancel()
+		} else {
+			k = int(w.at - w.n) // what it takes before failing
+		}
+	}
+	w.h.Write(p[:k])
+	w.n += int64(k)
+	if k < len(p) && w.fail != io.ErrShortWrite { // a short count alone: Dump must see it
+		return k, w.fail
+	}
+	return k, nil
+}
+
+func (w *cancelWriter) MarshalBinary() ([]byte, error) {
+	return w.h.(encoding.BinaryMarshaler).MarshalBinary()
+}
+
+func (w *cancelWriter) UnmarshalBinary(b []byte) error {
+	return w.h.(encoding.BinaryUnmarshaler).UnmarshalBinary(b)
+}
+
+// cancelLeaks compares the goroutines and file descriptors with those at
+// its start.
+type cancelLeaks struct{ goroutines, fds int }
+
+func startCancelLeaks(t *testing.T) cancelLeaks {
+	return cancelLeaks{runtime.NumGoroutine(), openFDs(t)}
+}
+
+// check fails t if goroutines are still running, once those on their way
+// out have had a few seconds to finish, or descriptors are open.
+func (l cancelLeaks) check(t *testing.T, what string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > l.goroutines {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d goroutines left running, had %d:\n%s", what, runtime.NumGoroutine(), l.goroutines, cancelStacks())
+		}
+		runtime.Gosched()
+		time.Sleep(time.Millisecond)
+	}
+	if n := openFDs(t); n != l.fds {
+		t.Fatalf("%s: %d file descriptors open, had %d:\n%s", what, n, l.fds, cancelFDs())
+	}
+}
+
+func cancelStacks() []byte {
+	buf := make([]byte, 1<<20)
+	return buf[:runtime.Stack(buf, true)]
+}
+
+// cancelFDs names what the process's descriptors are open on.
+func cancelFDs() string {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	var b strings.Builder
+	for _, e := range ents {
+		target, _ := os.Readlink("/proc/self/fd/" + e.Name())
+		fmt.Fprintf(&b, "fd %s: %q\n", e.Name(), target)
+	}
+	return b.String()
+}
