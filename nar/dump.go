@@ -118,11 +118,12 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 
 	p := &pipeline{
 		racyBefore: start.Add(-racyMargin).UnixNano(),
-		order:      make(chan *batch, batchesInFlight),
-		work:       make(chan *batch, batchesInFlight),
-		free:       make(chan *batch, batchesInFlight),
+		order:      make(chan *batch, coldBatches),
+		work:       make(chan *batch, coldBatches),
+		free:       make(chan *batch, coldBatches),
+		limit:      batchesInFlight,
 	}
-	k := &packer{ctx: ctx, p: p}
+	k := &packer{ctx: ctx, p: p, readers: readers}
 	_, k.perBatch = fdBudget()
 	w := &walker{ctx: ctx, root: path, from: from, sink: k}
 	if opt != nil {
@@ -130,6 +131,7 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 	}
 
 	var wg sync.WaitGroup
+	p.wg = &wg
 	wg.Go(func() {
 		if err := w.run(); err != nil {
 			select {
@@ -137,15 +139,10 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 			case <-ctx.Done(): // the dump fails already
 			}
 		}
-		close(p.order)
-		close(p.work)
+		k.close()
 	})
 	for range readers {
-		wg.Go(func() {
-			for b := range p.work {
-				fill(ctx, p, b)
-			}
-		})
+		p.startReader(ctx)
 	}
 
 	err := e.run(ctx, p)
@@ -163,6 +160,7 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 	for range p.order { // unblock a walker still sending
 	}
 	wg.Wait()
+	p.drainAhead()
 	for _, b := range e.held {
 		batchPool.Put(b)
 	}

@@ -26,6 +26,11 @@ type packer struct {
 	batchDir  *dirRef
 	batchDirs int
 	link      [MaxTargetLen + 1]byte
+	// Readers and prefetchers started, and p.blocked when adapt last
+	// looked.
+	readers     int
+	prefetchers int
+	blockedSeen int64
 }
 
 func (k *packer) lstatAll() bool         { return false }
@@ -41,6 +46,7 @@ func (k *packer) file(dir *dirRef, name []byte, _ *fileInfo, root, closePrev boo
 		return err
 	}
 	dir.refs.Add(1) // released by the reader, or by releaseFiles
+	k.prefetch(dir, name, false)
 	k.cur.files++
 	k.room--
 	if dir != k.batchDir {
@@ -78,6 +84,12 @@ func (k *packer) endDir(entries bool) {
 }
 
 func (k *packer) finish() error { return k.send() }
+
+// close ends the walk's part of the pipeline: no more batches.
+func (k *packer) close() {
+	close(k.p.order)
+	close(k.p.work)
+}
 
 func (k *packer) abort() {
 	if k.cur != nil {
@@ -140,6 +152,7 @@ func (k *packer) send() error {
 		return nil
 	}
 	k.cur = nil
+	b.yield = k.prefetchers == 0
 	if b.files == 0 {
 		b.frameAll()
 	}
@@ -153,6 +166,7 @@ func (k *packer) send() error {
 	if b.files == 0 {
 		return nil
 	}
+	k.adapt()
 	select {
 	case k.p.work <- b:
 		return nil

@@ -67,11 +67,13 @@ import (
 
 // Sizes of the dump pipeline. Memory in use stays under
 // batchesInFlight*arenaSize + streams*(chunksInFlight+2)*chunkSize, where
-// at most one stream per reader is open: about 48 MiB with two readers.
+// at most one stream per reader is open: about 48 MiB with two readers;
+// a dump whose reads block takes coldBatches instead (prefetch.go).
 const (
 	arenaSize       = 1 << 20 // one batch's framed archive bytes, small files' contents included
 	batchItems      = 512     // nodes in one batch at most
 	batchesInFlight = 8       // batches between the walker and the writer
+	coldBatches     = 32      // the same, once reads were seen to block
 	chunkSize       = 4 << 20 // a streamed file travels in chunks this big
 	smallChunkSize  = 256 << 10
 	chunksInFlight  = 3  // chunks of one file read ahead of the writer
@@ -134,6 +136,7 @@ type batch struct {
 	// waiting is set while the writer waits for this batch: its reader
 	// then publishes progress sooner and yields to it (see advance).
 	waiting atomic.Bool
+	yield   bool  // see advance; set by the packer
 	err     error // set before done passes len(items)
 }
 
@@ -171,14 +174,17 @@ func (b *batch) reset() {
 // waiting for them, the reader yields its processor: the runtime queues the
 // goroutine a channel send wakes to run next on the sender's processor,
 // and the writer, whose hash is what limits a dump, should not wait there
-// until this reader blocks.
+// until this reader blocks. Not in a dump whose reads block, though: there
+// the device limits it, and a reader that yields among the many
+// goroutines coming back from their reads waits long for its turn.
 func (b *batch) advance(n int) {
+	yield := b.yield // the batch may be the writer's once done is stored
 	b.done.Store(int32(n))
 	select {
 	case b.wake <- struct{}{}:
 	default:
 	}
-	if b.waiting.Load() {
+	if yield && b.waiting.Load() {
 		runtime.Gosched()
 	}
 }
@@ -212,15 +218,26 @@ type pipeline struct {
 	work  chan *batch // walker -> readers
 	free  chan *batch // writer -> walker, batches to reuse
 	made  int         // batches taken from batchPool so far (walker only)
+	limit int         // how many batches may exist: batchesInFlight or coldBatches (walker only)
 	// files and bytes read so far, for the walker to size batches.
 	files, bytes atomic.Int64
+	// blocked counts the reads that found their file's bytes not in the
+	// page cache (see readFast); the packer sets prefetchers going on
+	// them (prefetch.go).
+	blocked atomic.Int64
+	// ahead takes what the prefetchers warm (prefetch.go), from the
+	// packer and from the prefetchers themselves. It is never closed:
+	// the prefetchers run until the dump's context is done, and Dump
+	// drains it once they have exited.
+	ahead chan prefetch
+	wg    *sync.WaitGroup // Dump's, for the prefetchers the packer starts
 	// racyBefore is the dump's start less racyMargin, in nanoseconds
 	// since the epoch: files changed before it can be read the fast way.
 	racyBefore int64
 }
 
 // freeBatch returns an empty batch for the walker to fill: a written one,
-// or a new one while fewer than batchesInFlight exist (a small tree needs
+// or a new one while fewer than p.limit exist (a small tree needs
 // few), or else the next written one when it comes back. It fails only
 // when ctx is done first.
 func (p *pipeline) freeBatch(ctx context.Context) (*batch, error) {
@@ -228,7 +245,7 @@ func (p *pipeline) freeBatch(ctx context.Context) (*batch, error) {
 	select {
 	case b = <-p.free:
 	default:
-		if p.made < batchesInFlight {
+		if p.made < p.limit {
 			p.made++
 			b = batchPool.Get().(*batch)
 			break

@@ -13,6 +13,16 @@ import (
 // before the file is stat'ed again: tests change files there.
 var testHookRead func(path string)
 
+// startReader starts a reader: it fills the batches of p.work until the
+// walk is done.
+func (p *pipeline) startReader(ctx context.Context) {
+	p.wg.Go(func() {
+		for b := range p.work {
+			fill(ctx, p, b)
+		}
+	})
+}
+
 // fill frames a batch into its arena, opening and reading its files in
 // order, and publishes its progress as it goes.
 func fill(ctx context.Context, p *pipeline, b *batch) {
@@ -102,8 +112,8 @@ func readFile(ctx context.Context, p *pipeline, b *batch, i int, f *framer, limi
 	// the padding and closing parenthesis before limit.
 	data := hdr + fileHeaderLen(false)
 	room := limit - (fileHeaderLen(true) - fileHeaderLen(false)) - 7 - len(tokPar) - data
-	if it.dir.localClock && room > 0 {
-		n, err := readOnce(fd, b.arena[data:data+room])
+	if it.dir.fs.localClock && room > 0 {
+		n, err := p.readFast(fd, it.dir.fs, b.arena[data:data+room])
 		if err != nil {
 			return 0, &fs.PathError{Op: "read", Path: itemPath(b, it), Err: err}
 		}

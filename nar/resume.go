@@ -19,8 +19,7 @@ import (
 // changed from there on are walked as they are now.
 func (w *walker) resume() error {
 	root := cstring(w.root)
-	cwd := &dirRef{fd: unix.AT_FDCWD, name: "."}
-	cwd.refs.Store(1)
+	cwd := workingDir()
 	if err := fstatat(unix.AT_FDCWD, &root[0], &w.st); err != nil {
 		return &fs.PathError{Op: "lstat", Path: w.root, Err: err}
 	}

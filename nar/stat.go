@@ -46,6 +46,7 @@ type statSink struct {
 }
 
 func (s *statSink) lstatAll() bool { return true }
+func (s *statSink) listed(*level)  {}
 
 func (s *statSink) before(w *walker, name []byte) {
 	if s.check != nil {

@@ -92,6 +92,30 @@ func readOnce(fd int, p []byte) (int, error) {
 	}
 }
 
+// readNoWait reads into p from the start of the file with a single read
+// that must not block (preadv2 with RWF_NOWAIT): it fails with EAGAIN if
+// none of the bytes is in the page cache, returns fewer if only some are,
+// and fails with EOPNOTSUPP where the filesystem cannot tell (tmpfs) and
+// EINVAL or ENOSYS on kernels before 4.14.
+func readNoWait(fd int, p []byte) (int, error) {
+	iov := unix.Iovec{Base: &p[0]}
+	iov.SetLen(len(p))
+	for {
+		n, _, e := unix.Syscall6(unix.SYS_PREADV2, uintptr(fd), uintptr(unsafe.Pointer(&iov)), 1, 0, 0, unix.RWF_NOWAIT)
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0, e
+		}
+		return int(n), nil
+	}
+}
+
+// prefetchFile asks the kernel to read the start of the open file into
+// the page cache, without waiting for it.
+func prefetchFile(fd int) { unix.Fadvise(fd, 0, prefetchBytes, unix.FADV_WILLNEED) }
+
 // pread reads len(p) bytes at off, or fewer if the file ends first.
 func pread(fd int, p []byte, off int64) (int, error) {
 	n := 0

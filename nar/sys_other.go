@@ -42,6 +42,10 @@ func closeFD(fd int) { unix.Close(fd) }
 
 func readOnce(fd int, p []byte) (int, error) { return unix.Read(fd, p) }
 
+func readNoWait(int, []byte) (int, error) { return 0, unix.ENOSYS }
+
+func prefetchFile(int) {}
+
 func pread(fd int, p []byte, off int64) (int, error) {
 	n := 0
 	for n < len(p) {

@@ -19,11 +19,11 @@ import (
 // its parent's joined with its name (see path): a chain, not a string
 // per level, so that memory stays linear in the depth.
 type dirRef struct {
-	fd         int
-	parent     *dirRef // nil for the working directory, named "."
-	name       string  // the root's path for the root
-	localClock bool    // its filesystem stamps ctime from this machine's clock
-	refs       atomic.Int32
+	fd     int
+	parent *dirRef // nil for the working directory, named "."
+	name   string  // the root's path for the root
+	fs     *fsInfo // what the walk learnt of its filesystem
+	refs   atomic.Int32
 }
 
 func (d *dirRef) release() {
@@ -67,15 +67,15 @@ type level struct {
 // was walked. What it visits goes to its sink: a dump's packer (pack.go)
 // or a stat walk's fingerprint (stat.go). It runs on one goroutine.
 type walker struct {
-	ctx   context.Context
-	root  string
-	sel   *Selection  // nil: the whole tree
-	from  *Checkpoint // resume there (see resume.go)
-	sink  sink
-	stack []level
-	clock map[uint64]bool // device -> localClock
-	st    unix.Stat_t
-	fds   fdWindow // how many directories the walk keeps open (window.go)
+	ctx     context.Context
+	root    string
+	sel     *Selection  // nil: the whole tree
+	from    *Checkpoint // resume there (see resume.go)
+	sink    sink
+	stack   []level
+	fsByDev map[uint64]*fsInfo
+	st      unix.Stat_t
+	fds     fdWindow // how many directories the walk keeps open (window.go)
 	// getdents reads into buf, the names gather in names and ents before
 	// each level keeps an exact copy: one buffer for the whole walk.
 	buf   []byte
@@ -90,6 +90,9 @@ type sink interface {
 	// lstatAll: the walk must lstat every entry, not only those whose
 	// type its listing does not give.
 	lstatAll() bool
+	// listed is called once a directory is listed, before its entries
+	// are visited.
+	listed(l *level)
 	// before is called before each entry of the top directory is
 	// visited, selected or not.
 	before(w *walker, name []byte)
@@ -128,8 +131,7 @@ func (w *walker) walk() error {
 		return w.loop()
 	}
 	root := cstring(w.root)
-	cwd := &dirRef{fd: unix.AT_FDCWD, name: "."}
-	cwd.refs.Store(1)
+	cwd := workingDir()
 	if err := fstatat(unix.AT_FDCWD, &root[0], &w.st); err != nil {
 		return &fs.PathError{Op: "lstat", Path: w.root, Err: err}
 	}
@@ -274,10 +276,11 @@ func (w *walker) openDir(parent *dirRef, name []byte, fi *fileInfo, root bool, p
 	if fi != nil && l.info.ino != fi.ino {
 		return nil, entryChanged(parent, name, root, "was replaced")
 	}
-	d.localClock = w.localClock(fd, l.info.dev)
+	d.fs = w.fsInfo(fd, l.info.dev)
 	if err := w.list(l); err != nil {
 		return nil, &fs.PathError{Op: "readdir", Path: d.path(), Err: err}
 	}
+	w.sink.listed(l)
 	w.evict()
 	return l, nil
 }
@@ -308,17 +311,32 @@ func (w *walker) open() bool {
 	return closePrev
 }
 
-// localClock caches localClock(fd) by device.
-func (w *walker) localClock(fd int, dev uint64) bool {
-	c, ok := w.clock[dev]
+// workingDir is the directory the root is opened in. A root that is a
+// file is read the careful way: nothing is known of its filesystem.
+func workingDir() *dirRef {
+	d := &dirRef{fd: unix.AT_FDCWD, name: ".", fs: &fsInfo{}}
+	d.refs.Store(1)
+	return d
+}
+
+// fsInfo is what a dump knows of a filesystem it reads.
+type fsInfo struct {
+	localClock bool // it stamps ctime from this machine's clock
+	// noWaitOff: it refused a read that must not block (see readNoWait).
+	noWaitOff atomic.Bool
+}
+
+// fsInfo returns the fsInfo of the device of the open directory fd.
+func (w *walker) fsInfo(fd int, dev uint64) *fsInfo {
+	f, ok := w.fsByDev[dev]
 	if !ok {
-		if w.clock == nil {
-			w.clock = map[uint64]bool{}
+		if w.fsByDev == nil {
+			w.fsByDev = map[uint64]*fsInfo{}
 		}
-		c = localClock(fd)
-		w.clock[dev] = c
+		f = &fsInfo{localClock: localClock(fd)}
+		w.fsByDev[dev] = f
 	}
-	return c
+	return f
 }
 
 // list reads all of the directory's entries into the walk's buffer and

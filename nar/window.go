@@ -23,16 +23,17 @@ type fdWindow struct {
 }
 
 // fdBudget sizes the window and the packer's bound: 64 levels and 32
-// directories per batch, at most 64 + batchesInFlight*32 = 320
-// descriptors, or under a low RLIMIT_NOFILE at most about a quarter of it.
+// directories per batch, at most 64 + coldBatches*32 = 1088 descriptors
+// (and the prefetchers' few), or under a low RLIMIT_NOFILE at most about
+// a quarter of it.
 func fdBudget() (window, perBatch int) {
 	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur >= 4*(64+batchesInFlight*32) {
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur >= 4*(64+coldBatches*32) {
 		return 64, 32
 	}
 	budget := int(lim.Cur) / 4
 	window = max(2, budget/3)
-	return window, max(1, (budget-window)/batchesInFlight)
+	return window, max(1, (budget-window)/coldBatches)
 }
 
 // evict closes the level that the top one just pushed out of the window.
@@ -71,7 +72,7 @@ func (w *walker) reopen(l *level, child *dirRef) error {
 		closeFD(fd)
 		return movedAway(old)
 	}
-	d := &dirRef{fd: fd, parent: old.parent, name: old.name, localClock: old.localClock}
+	d := &dirRef{fd: fd, parent: old.parent, name: old.name, fs: old.fs}
 	d.refs.Store(1)
 	l.dir, l.closed = d, false
 	return nil

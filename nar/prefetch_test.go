@@ -1,0 +1,170 @@
+package nar
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/narhash/narhash/nar/nartest"
+)
+
+// withBlockedReads runs f with every read counted as blocked, so that
+// prefetchers start as they do in a cold dump, and returns how many files
+// they warmed.
+func withBlockedReads(t *testing.T, f func()) int64 {
+	if !fastPath {
+		t.Skip("no prefetchers in the portable dump")
+	}
+	var warmed atomic.Int64
+	testBlockedReads, testHookPrefetched = true, func() { warmed.Add(1) }
+	defer func() { testBlockedReads, testHookPrefetched = false, nil }()
+	f()
+	return warmed.Load()
+}
+
+// TestPrefetchMatchesWriter: with prefetchers running, the archive is
+// still the Writer's, and they did warm files.
+func TestPrefetchMatchesWriter(t *testing.T) {
+	trees := map[string]string{"edge": edgeTree(t), "arena": arenaEdgeTree(t)}
+	root := filepath.Join(nartest.TempDir(t), "random")
+	must(t, os.Mkdir(root, 0o755))
+	must(t, nartest.Random(root, 11, 1500))
+	trees["random"] = root
+	want := map[string][]byte{}
+	for name, root := range trees {
+		want[name] = refDump(t, root)
+	}
+	warmed := withBlockedReads(t, func() {
+		bothReadPaths(t, func(t *testing.T) {
+			for name, root := range trees {
+				for _, readers := range []int{1, 3} {
+					if got, _ := dumpBytes(t, root, readers); !bytes.Equal(got, want[name]) {
+						t.Errorf("%s, %d readers, prefetching: dump differs from the Writer's archive", name, readers)
+					}
+				}
+			}
+		})
+	})
+	if warmed == 0 {
+		t.Errorf("no prefetcher warmed a file, though every read counted as blocked")
+	}
+}
+
+// TestPrefetchReleasesEverything: dumps with prefetchers, finished,
+// failed and cancelled at many points, leave no goroutine and no file
+// descriptor behind (a prefetcher holds a directory reference per file).
+func TestPrefetchReleasesEverything(t *testing.T) {
+	root := filepath.Join(nartest.TempDir(t), "random")
+	must(t, os.Mkdir(root, 0o755))
+	must(t, nartest.Random(root, 12, 3000))
+	goroutines, fds := runtime.NumGoroutine(), openFDs(t)
+	withBlockedReads(t, func() {
+		for n := 1; n < 40; n += 3 {
+			ctx, cancel := context.WithCancel(context.Background())
+			_, err := Dump(ctx, cancelAt{cancel, new(int), n}, root, &DumpOptions{Readers: 1 + n%3})
+			if err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("cancelled after %d writes: %v", n, err)
+			}
+			cancel()
+		}
+		if _, err := Dump(context.Background(), failAfter{new(int), 5}, root, nil); err == nil || !errors.Is(err, errFailed) {
+			t.Errorf("a failing destination: got %v", err)
+		}
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > goroutines && time.Now().Before(deadline) {
+		runtime.Gosched()
+		time.Sleep(time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > goroutines {
+		buf := make([]byte, 1<<20)
+		t.Errorf("%d goroutines left running (had %d):\n%s", n, goroutines, buf[:runtime.Stack(buf, true)])
+	}
+	if n := openFDs(t); n != fds {
+		t.Errorf("%d file descriptors open, had %d", n, fds)
+	}
+}
+
+// cancelAt cancels its context on its nth write.
+type cancelAt struct {
+	cancel func()
+	n      *int
+	at     int
+}
+
+func (c cancelAt) Write(p []byte) (int, error) {
+	if *c.n++; *c.n == c.at {
+		c.cancel()
+	}
+	return len(p), nil
+}
+
+var errFailed = errors.New("destination failed")
+
+// failAfter fails on its nth write.
+type failAfter struct {
+	n    *int
+	fail int
+}
+
+func (f failAfter) Write(p []byte) (int, error) {
+	if *f.n++; *f.n == f.fail {
+		return 0, errFailed
+	}
+	return len(p), nil
+}
+
+// TestColdDumpPrefetches drops the page cache (as root) and dumps a tree
+// on the disk: the readers must find files not cached, prefetchers must
+// start and warm files, and the archive must be the Writer's.
+func TestColdDumpPrefetches(t *testing.T) {
+	if !fastPath {
+		t.Skip("no prefetchers in the portable dump")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("dropping the page cache needs root")
+	}
+	root := filepath.Join(t.TempDir(), "cold") // on the disk, unlike nartest.TempDir
+	must(t, os.Mkdir(root, 0o755))
+	must(t, nartest.Random(root, 13, 3000))
+	want := refDump(t, root)
+	if !dropCaches(t) {
+		t.Skip("cannot drop the page cache here (/proc/sys/vm/drop_caches)")
+	}
+	var warmed atomic.Int64
+	testHookPrefetched = func() { warmed.Add(1) }
+	defer func() { testHookPrefetched = nil }()
+	defer func(m time.Duration) { racyMargin = m }(racyMargin)
+	racyMargin = -time.Hour // the fast path, where reads must not block
+	var b bytes.Buffer
+	if _, err := Dump(context.Background(), &b, root, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b.Bytes(), want) {
+		t.Errorf("cold dump differs from the Writer's archive")
+	}
+	if warmed.Load() == 0 {
+		t.Errorf("a cold dump started no prefetcher: no read was seen to block")
+	}
+}
+
+func dropCaches(t *testing.T) bool {
+	t.Helper()
+	f, err := os.OpenFile("/proc/sys/vm/drop_caches", os.O_WRONLY, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	unix.Sync()
+	_, err = fmt.Fprint(f, "3")
+	return err == nil
+}
