@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	"github.com/narhash/narhash/nar/nartest"
+	"golang.org/x/sys/unix"
 )
 
 // TestCancelRandom stops dumps at random points, in every way a dump can
@@ -31,9 +33,12 @@ import (
 // Write after a random number of bytes, by another goroutine after a
 // random delay or once Progress reaches a random count, a deadline, and a
 // destination that fails or writes short. Plain, resumed and selected
-// dumps, with 1 to 8 readers. Each dump must fail with what stopped it,
-// or succeed, if it finished first, with the archive an unstopped dump
-// writes; and leave no goroutine and no file descriptor behind.
+// dumps, with 1 to 8 readers, some short of descriptors. Each dump must
+// fail with what stopped it, or succeed, if it finished first, with the
+// archive an unstopped dump writes; and leave no goroutine and no file
+// descriptor behind. The trees are new as the run begins: the dumps of
+// its first two seconds read files the careful way (stat, read, stat),
+// later ones the fast way.
 //
 // NARHASH_CANCEL_SEED=n replays a run (the seed is logged),
 // NARHASH_CANCEL_ITER=i only its iteration i, NARHASH_CANCEL_ROUNDS=n runs
@@ -48,7 +53,7 @@ func TestCancelRandom(t *testing.T) {
 	only := int(cancelEnv(t, "NARHASH_CANCEL_ITER", 1<<62)) // all of them
 	t.Logf("seed %d, %d iterations (replay: NARHASH_CANCEL_SEED=%d)", seed, rounds, seed)
 	trees := cancelTrees(t)
-	leaks := startCancelLeaks(t)
+	goroutines, fds := runtime.NumGoroutine(), openFDs(t)
 	outcomes := map[string]int{}
 	for i := range rounds {
 		if only != 1<<62 && i != only {
@@ -62,10 +67,7 @@ func TestCancelRandom(t *testing.T) {
 			t.Fatalf("%s: %v", c.what, err)
 		}
 		outcomes[c.stop.String()+": "+outcome]++
-		leaks.check(t, c.what)
-		if n := c.dst.late.Load(); n > 0 {
-			t.Fatalf("%s: %d writes to the destination after Dump returned", c.what, n)
-		}
+		cancelLeaks(t, c.what, goroutines, fds)
 	}
 	t.Logf("outcomes: %v", outcomes)
 }
@@ -90,9 +92,10 @@ type cancelTree struct {
 	took       time.Duration // an unstopped dump's time, to spread delays over
 	// Directories only: checkpoints of an unstopped dump, the entries'
 	// paths (to resume before) and selections of it.
-	cps   *Checkpoints
-	paths []string
-	sels  []cancelSel
+	cps     *Checkpoints
+	paths   []string
+	sels    []*Selection
+	selWant []cancelRef
 }
 
 type cancelRef struct {
@@ -100,20 +103,17 @@ type cancelRef struct {
 	size int64
 }
 
-type cancelSel struct {
-	sel  *Selection
-	want cancelRef
-}
-
 // cancelTrees builds the trees once: a random tree with large streamed
 // files (one over 1 MiB, one over 4 MiB that takes several chunks), deep
 // directories, symlinks, empty directories and executables; a tree of
-// many small files in a few directories, for many batches; and a lone
-// file of six chunks.
+// many small files in a few directories, for many batches; a small one
+// of many directories, for a walk that sends many batches early on (it
+// sends one per 32 directories, one per directory when short of
+// descriptors); and a lone file of six chunks.
 func cancelTrees(t *testing.T) []*cancelTree {
 	base := nartest.TempDir(t)
 	rng := rand.New(rand.NewPCG(2026, 10)) // the trees are fixed; the seed varies the stops
-	mixed, many, file := filepath.Join(base, "mixed"), filepath.Join(base, "many"), filepath.Join(base, "file")
+	mixed, many, dirs, file := filepath.Join(base, "mixed"), filepath.Join(base, "many"), filepath.Join(base, "dirs"), filepath.Join(base, "file")
 	must(t, os.Mkdir(mixed, 0o755))
 	must(t, nartest.Random(mixed, 10, 300))
 	b := &nartest.Builder{Root: mixed}
@@ -136,6 +136,11 @@ func cancelTrees(t *testing.T) []*cancelTree {
 			b.File(fmt.Sprintf("%02d/%04x", d, f), nartest.Bytes(rng, rng.IntN(2000)), os.FileMode(0o644|0o111*(f%7/6)))
 		}
 	}
+	b = &nartest.Builder{Root: dirs}
+	for d := range 400 {
+		b.Dir(fmt.Sprintf("%02d/%02d", d/20, d%20))
+		b.File(fmt.Sprintf("%02d/%02d/f", d/20, d%20), []byte{byte(d)}, 0o644)
+	}
 	// More chunks than a reader sends ahead of the writer: it waits.
 	big := make([]byte, 21<<20+3)
 	rand.NewChaCha8([32]byte{1}).Read(big)
@@ -144,7 +149,7 @@ func cancelTrees(t *testing.T) []*cancelTree {
 	must(t, b.Err)
 
 	var trees []*cancelTree
-	for _, tr := range []*cancelTree{{name: "mixed", root: mixed}, {name: "many", root: many}, {name: "file", root: file}} {
+	for _, tr := range []*cancelTree{{name: "mixed", root: mixed}, {name: "many", root: many}, {name: "dirs", root: dirs}, {name: "file", root: file}} {
 		var opt DumpOptions
 		if tr.root != file {
 			tr.cps = &Checkpoints{Every: 64 << 10}
@@ -169,7 +174,8 @@ func cancelTrees(t *testing.T) []*cancelTree {
 				must(t, sel.Add(p))
 			}
 		}
-		trees[0].sels = append(trees[0].sels, cancelSel{sel, cancelReference(t, mixed, &DumpOptions{Select: sel})})
+		trees[0].sels = append(trees[0].sels, sel)
+		trees[0].selWant = append(trees[0].selWant, cancelReference(t, mixed, &DumpOptions{Select: sel}))
 	}
 	return trees
 }
@@ -221,14 +227,16 @@ type cancelCase struct {
 	readers int
 	from    *Checkpoint // resumed there
 	cps     bool        // taking checkpoints
-	sel     *cancelSel
-	want    cancelRef     // what an unstopped dump gives
-	size    int64         // and how many bytes it writes
-	at      int64         // cancelInWrite, cancelWriteErr, cancelShortWrite: the byte written when it stops
-	delay   time.Duration // cancelAfterDelay, cancelDeadline
-	entries bool          // cancelAtProgress: counting entries, not bytes
-	target  int64         // cancelAtProgress: the count to reach
-	yield   bool          // the destination yields its processor on every write
+	sel     *Selection
+	want    cancelRef // what an unstopped dump gives
+	size    int64     // and how many bytes it writes
+	// point is where it stops: after a delay in nanoseconds
+	// (cancelAfterDelay, cancelDeadline), at a count of entries
+	// (cancelAtProgress with entries) or else of bytes written.
+	point   int64
+	entries bool
+	yield   bool   // the destination yields its processor on every write
+	fds     uint64 // if not 0, the RLIMIT_NOFILE during the dump
 	dst     *cancelWriter
 	what    string // the case, for failures
 }
@@ -236,6 +244,12 @@ type cancelCase struct {
 func newCancelCase(rng *rand.Rand, trees []*cancelTree) *cancelCase {
 	c := &cancelCase{tree: trees[rng.IntN(len(trees))], stop: cancelStop(rng.IntN(int(cancelStops))),
 		cause: rng.IntN(2) == 0, readers: 1 + rng.IntN(8), yield: rng.IntN(4) == 0}
+	if rng.IntN(4) == 0 {
+		// Short of descriptors, a walk keeps a few levels open, reopens
+		// the others through "..", and sends a batch at every change of
+		// directory.
+		c.fds = uint64(48 + rng.IntN(64))
+	}
 	c.want = c.tree.want
 	if c.tree.cps != nil {
 		switch rng.IntN(4) {
@@ -247,8 +261,8 @@ func newCancelCase(rng *rand.Rand, trees []*cancelTree) *cancelCase {
 			c.cps = true
 		case 2:
 			if len(c.tree.sels) > 0 {
-				c.sel = &c.tree.sels[rng.IntN(len(c.tree.sels))]
-				c.want = c.sel.want
+				i := rng.IntN(len(c.tree.sels))
+				c.sel, c.want = c.tree.sels[i], c.tree.selWant[i]
 			}
 		}
 	}
@@ -258,14 +272,26 @@ func newCancelCase(rng *rand.Rand, trees []*cancelTree) *cancelCase {
 	if c.from != nil {
 		c.size -= c.from.Offset
 	}
-	c.at = rng.Int64N(c.size + c.size/8 + 1)
-	c.delay = time.Duration(rng.Int64N(int64(c.tree.took) + 1))
-	if c.entries = rng.IntN(3) == 0; c.entries {
-		c.target = rng.Int64N(int64(len(c.tree.paths)) + 2)
-	} else {
-		c.target = rng.Int64N(c.size + 1)
+	c.entries = c.stop == cancelAtProgress && rng.IntN(3) == 0
+	switch {
+	case c.stop == cancelAfterDelay || c.stop == cancelDeadline:
+		c.point = cancelPoint(rng, int64(c.tree.took))
+	case c.entries:
+		c.point = cancelPoint(rng, int64(len(c.tree.paths))+1)
+	default:
+		c.point = cancelPoint(rng, c.size+c.size/8)
 	}
 	return c
+}
+
+// cancelPoint returns a point in [0, n]: uniform, or as often in each
+// halving of n down to a millionth, for the start of a dump, when the
+// walk runs ahead of the writer, is where stops are hardest to handle.
+func cancelPoint(rng *rand.Rand, n int64) int64 {
+	if rng.IntN(2) == 0 {
+		return rng.Int64N(n + 1)
+	}
+	return int64(float64(n) * math.Exp2(-20*rng.Float64()))
 }
 
 func (c *cancelCase) String() string {
@@ -278,22 +304,21 @@ func (c *cancelCase) String() string {
 	case c.sel != nil:
 		s += ", a selection"
 	}
-	switch c.stop {
-	case cancelInWrite, cancelWriteErr, cancelShortWrite:
-		s += fmt.Sprintf(", at byte %d", c.at)
-	case cancelAfterDelay, cancelDeadline:
-		s += fmt.Sprintf(", after %v", c.delay)
-	case cancelAtProgress:
-		s += fmt.Sprintf(", at %d %s", c.target, map[bool]string{false: "bytes", true: "entries"}[c.entries])
+	switch {
+	case c.stop == cancelAfterDelay || c.stop == cancelDeadline:
+		s += fmt.Sprintf(", after %v", time.Duration(c.point))
+	case c.entries:
+		s += fmt.Sprintf(", at %d entries", c.point)
+	case c.stop != cancelEarly:
+		s += fmt.Sprintf(", at %d bytes", c.point)
 	}
-	return s + fmt.Sprintf(", cause %v, yielding writer %v", c.cause, c.yield)
+	return s + fmt.Sprintf(", cause %v, yielding writer %v, RLIMIT_NOFILE %d (0: as it is)", c.cause, c.yield, c.fds)
 }
 
 var errCancelTest = errors.New("the destination failed")
 
-// cancelHang is how long a dump of the test's trees may take, stopped or
-// not, before the test takes it for hung: an unstopped one takes well
-// under a second, under -race on a busy machine.
+// cancelHang is how long a dump may take before the test takes it for
+// hung: an unstopped one takes well under a second, even under -race.
 const cancelHang = 30 * time.Second
 
 // run dumps and checks the outcome: "stopped" or "finished".
@@ -304,10 +329,10 @@ func (c *cancelCase) run() (outcome string, err error) {
 	wantErr := context.Canceled
 	switch {
 	case c.stop == cancelDeadline && c.cause:
-		ctx, cancel = context.WithTimeoutCause(ctx, c.delay, cause)
+		ctx, cancel = context.WithTimeoutCause(ctx, time.Duration(c.point), cause)
 		wantErr = cause
 	case c.stop == cancelDeadline:
-		ctx, cancel = context.WithTimeout(ctx, c.delay)
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(c.point))
 		wantErr = context.DeadlineExceeded
 	case c.cause:
 		var cancelCause context.CancelCauseFunc
@@ -320,32 +345,37 @@ func (c *cancelCase) run() (outcome string, err error) {
 	var cancelled atomic.Bool // cancel was called, by the writer or the test
 	stop := func() { cancelled.Store(true); cancel() }
 
-	c.dst = &cancelWriter{h: sha256.New(), at: -1, yield: c.yield}
+	c.dst = &cancelWriter{cancelHash: sha256.New().(cancelHash), at: -1, yield: c.yield}
 	switch c.stop {
 	case cancelInWrite:
-		c.dst.at, c.dst.cancel = c.at, stop
+		c.dst.at, c.dst.cancel = c.point, stop
 	case cancelWriteErr:
-		c.dst.at, c.dst.fail, wantErr = c.at, errCancelTest, errCancelTest
+		c.dst.at, c.dst.fail, wantErr = c.point, errCancelTest, errCancelTest
 	case cancelShortWrite:
-		c.dst.at, c.dst.fail, wantErr = c.at, io.ErrShortWrite, io.ErrShortWrite
+		c.dst.at, c.dst.fail, wantErr = c.point, io.ErrShortWrite, io.ErrShortWrite
 	}
 	opt := &DumpOptions{Readers: c.readers, Progress: new(Progress), From: c.from}
 	if c.cps {
 		opt.Checkpoints = c.tree.cps.Clone()
 	}
-	if c.sel != nil {
-		opt.Select = c.sel.sel
-	}
+	opt.Select = c.sel
 
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); c.fds != 0 && err == nil {
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: min(c.fds, lim.Max), Max: lim.Max}); err != nil {
+			return "", err
+		}
+		defer unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
+	}
 	done := make(chan struct{})
 	var watcher sync.WaitGroup // joined before the leak check
 	switch c.stop {
 	case cancelEarly:
 		stop()
 	case cancelAfterDelay:
-		defer time.AfterFunc(c.delay, stop).Stop()
+		defer time.AfterFunc(time.Duration(c.point), stop).Stop()
 	case cancelAtProgress:
-		watcher.Go(func() { cancelWatch(opt.Progress, c.entries, c.target, done, stop) })
+		watcher.Go(func() { cancelWatch(opt.Progress, c.entries, c.point, done, stop) })
 	}
 	// A dump that a stop does not end would hang the test until its
 	// -timeout: fail sooner, saying which case and where everyone is.
@@ -354,7 +384,6 @@ func (c *cancelCase) run() (outcome string, err error) {
 	})
 	res, err := Dump(ctx, c.dst, c.tree.root, opt)
 	watchdog.Stop()
-	c.dst.returned.Store(true)
 	close(done)
 	watcher.Wait()
 
@@ -364,7 +393,7 @@ func (c *cancelCase) run() (outcome string, err error) {
 		return "", fmt.Errorf("the dump succeeded after it was stopped (acted %v)", acted)
 	case err == nil:
 		var sum [sha256.Size]byte
-		c.dst.h.Sum(sum[:0])
+		c.dst.Sum(sum[:0])
 		if sum != c.want.sum || res.Size != c.want.size || c.dst.n != c.size {
 			return "", fmt.Errorf("the dump finished with sha256 %x, size %d, %d bytes written; an unstopped dump's is %x, size %d, %d bytes written",
 				sum, res.Size, c.dst.n, c.want.sum, c.want.size, c.size)
@@ -411,22 +440,17 @@ func cancelWatch(p *Progress, entries bool, target int64, done <-chan struct{}, 
 // written, cancels the dump or fails. Its state can be saved and
 // restored, as checkpoints need.
 type cancelWriter struct {
-	h         hash.Hash
+	cancelHash
 	n         int64 // bytes taken
 	at        int64 // the byte at which to act; -1: never
 	cancel    func()
 	fail      error // returned, with the count of bytes before at, instead of cancelling
 	yield     bool
 	acted     bool
-	afterFail int          // writes after it failed
-	returned  atomic.Bool  // Dump has returned
-	late      atomic.Int32 // writes after that
+	afterFail int // writes after it failed
 }
 
 func (w *cancelWriter) Write(p []byte) (int, error) {
-	if w.returned.Load() {
-		w.late.Add(1)
-	}
 	if w.yield {
 		runtime.Gosched()
 	}
@@ -442,7 +466,7 @@ func (w *cancelWriter) Write(p []byte) (int, error) {
 			k = int(w.at - w.n) // what it takes before failing
 		}
 	}
-	w.h.Write(p[:k])
+	w.cancelHash.Write(p[:k])
 	w.n += int64(k)
 	if k < len(p) && w.fail != io.ErrShortWrite { // a short count alone: Dump must see it
 		return k, w.fail
@@ -450,36 +474,27 @@ func (w *cancelWriter) Write(p []byte) (int, error) {
 	return k, nil
 }
 
-func (w *cancelWriter) MarshalBinary() ([]byte, error) {
-	return w.h.(encoding.BinaryMarshaler).MarshalBinary()
+type cancelHash interface {
+	hash.Hash
+	encoding.BinaryMarshaler
+	encoding.BinaryUnmarshaler
 }
 
-func (w *cancelWriter) UnmarshalBinary(b []byte) error {
-	return w.h.(encoding.BinaryUnmarshaler).UnmarshalBinary(b)
-}
-
-// cancelLeaks compares the goroutines and file descriptors with those at
-// its start.
-type cancelLeaks struct{ goroutines, fds int }
-
-func startCancelLeaks(t *testing.T) cancelLeaks {
-	return cancelLeaks{runtime.NumGoroutine(), openFDs(t)}
-}
-
-// check fails t if goroutines are still running, once those on their way
-// out have had a few seconds to finish, or descriptors are open.
-func (l cancelLeaks) check(t *testing.T, what string) {
+// cancelLeaks fails t if more goroutines than before are running, once
+// those on their way out have had a few seconds to finish, or more file
+// descriptors are open than before.
+func cancelLeaks(t *testing.T, what string, goroutines, fds int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > l.goroutines {
+	for runtime.NumGoroutine() > goroutines {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d goroutines left running, had %d:\n%s", what, runtime.NumGoroutine(), l.goroutines, cancelStacks())
+			t.Fatalf("%s: %d goroutines left running, had %d:\n%s", what, runtime.NumGoroutine(), goroutines, cancelStacks())
 		}
 		runtime.Gosched()
 		time.Sleep(time.Millisecond)
 	}
-	if n := openFDs(t); n != l.fds {
-		t.Fatalf("%s: %d file descriptors open, had %d:\n%s", what, n, l.fds, cancelFDs())
+	if n := openFDs(t); n != fds {
+		t.Fatalf("%s: %d file descriptors open, had %d:\n%s", what, n, fds, cancelFDs())
 	}
 }
 
