@@ -28,38 +28,34 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestCancelRandom stops dumps at random points, in every way a dump can
-// be stopped: a context cancelled before the dump, by the destination's
-// Write after a random number of bytes, by another goroutine after a
-// random delay or once Progress reaches a random count, a deadline, and a
-// destination that fails or writes short. Plain, resumed and selected
-// dumps, with 1 to 8 readers, some short of descriptors. Each dump must
-// fail with what stopped it, or succeed, if it finished first, with the
-// archive an unstopped dump writes; and leave no goroutine and no file
-// descriptor behind. The trees are new as the run begins: the dumps of
-// its first two seconds read files the careful way (stat, read, stat),
-// later ones the fast way.
-//
-// NARHASH_CANCEL_SEED=n replays a run (the seed is logged),
-// NARHASH_CANCEL_ITER=i only its iteration i, NARHASH_CANCEL_ROUNDS=n runs
-// n iterations instead of the default.
+// TestCancelRandom stops dumps at random points in every way: a context
+// cancelled before, by the destination's Write, by another goroutine
+// after a delay or at a Progress count, a deadline; a destination that
+// fails or writes short. Plain, resumed and selected dumps, 1 to 8
+// readers, some short of descriptors, some of a tree whose reads block.
+// Each must fail with what stopped it, or, finished first, give the
+// archive an unstopped dump gives; none may leave a goroutine or a file
+// descriptor. The trees are new: the first dumps read files the careful
+// way (stat, read, stat), those after a second or so the fast way.
+// NARHASH_CANCEL_SEED replays a run (the seed is logged),
+// NARHASH_CANCEL_ITER=i its iteration i; NARHASH_CANCEL_ROUNDS runs more.
 func TestCancelRandom(t *testing.T) {
-	rounds := 120
+	rounds := uint64(120)
 	if testing.Short() {
 		rounds = 30
 	}
 	seed := cancelEnv(t, "NARHASH_CANCEL_SEED", rand.Uint64())
-	rounds = int(cancelEnv(t, "NARHASH_CANCEL_ROUNDS", uint64(rounds)))
-	only := int(cancelEnv(t, "NARHASH_CANCEL_ITER", 1<<62)) // all of them
+	rounds = cancelEnv(t, "NARHASH_CANCEL_ROUNDS", rounds)
+	only := cancelEnv(t, "NARHASH_CANCEL_ITER", math.MaxUint64)
 	t.Logf("seed %d, %d iterations (replay: NARHASH_CANCEL_SEED=%d)", seed, rounds, seed)
 	trees := cancelTrees(t)
 	goroutines, fds := runtime.NumGoroutine(), openFDs(t)
 	outcomes := map[string]int{}
 	for i := range rounds {
-		if only != 1<<62 && i != only {
+		if only != math.MaxUint64 && i != only {
 			continue
 		}
-		c := newCancelCase(rand.New(rand.NewPCG(seed, uint64(i))), trees)
+		c := newCancelCase(rand.New(rand.NewPCG(seed, i)), trees)
 		c.what = fmt.Sprintf("iteration %d: %s (replay: NARHASH_CANCEL_SEED=%d NARHASH_CANCEL_ITER=%d go test -race -run TestCancelRandom ./nar)",
 			i, c, seed, i)
 		outcome, err := c.run()
@@ -90,12 +86,13 @@ type cancelTree struct {
 	name, root string
 	want       cancelRef
 	took       time.Duration // an unstopped dump's time, to spread delays over
-	// Directories only: checkpoints of an unstopped dump, the entries'
-	// paths (to resume before) and selections of it.
+	// Directories: an unstopped dump's checkpoints, the entries' paths
+	// (to resume before) and selections.
 	cps     *Checkpoints
 	paths   []string
 	sels    []*Selection
 	selWant []cancelRef
+	cold    bool // on the disk, its files evicted from the page cache before each dump
 }
 
 type cancelRef struct {
@@ -103,20 +100,29 @@ type cancelRef struct {
 	size int64
 }
 
-// cancelTrees builds the trees once: a random tree with large streamed
-// files (one over 1 MiB, one over 4 MiB that takes several chunks), deep
-// directories, symlinks, empty directories and executables; a tree of
-// many small files in a few directories, for many batches; a small one
-// of many directories, for a walk that sends many batches early on (it
-// sends one per 32 directories, one per directory when short of
-// descriptors); and a lone file of six chunks.
+// cancelTrees builds the trees once: mixed (streamed files over 1 and 4
+// MiB, 80 levels deep, symlinks, empty directories, executables), many
+// small files for many batches, many directories for a walk that sends
+// many batches early on (one per 32 directories, or per directory short
+// of descriptors), a lone file of six chunks, and one whose reads block.
 func cancelTrees(t *testing.T) []*cancelTree {
 	base := nartest.TempDir(t)
 	rng := rand.New(rand.NewPCG(2026, 10)) // the trees are fixed; the seed varies the stops
-	mixed, many, dirs, file := filepath.Join(base, "mixed"), filepath.Join(base, "many"), filepath.Join(base, "dirs"), filepath.Join(base, "file")
+	// On the disk, with more batches of files than a dump keeps in
+	// flight, written out so that cancelEvict drops them from the cache.
+	cold := filepath.Join(t.TempDir(), "cold")
+	b := &nartest.Builder{Root: cold}
+	for i := range 240 {
+		b.Dir(fmt.Sprintf("%d", i%4))
+		b.File(fmt.Sprintf("%d/%03d", i%4, i), nartest.Bytes(rng, 1+rng.IntN(64<<10)), 0o644)
+	}
+	b.File("big", nartest.Bytes(rng, 5<<20), 0o644)
+	must(t, b.Err)
+	must(t, cancelEvict(cold, (*os.File).Sync))
+	mixed, many, dirs := filepath.Join(base, "mixed"), filepath.Join(base, "many"), filepath.Join(base, "dirs")
 	must(t, os.Mkdir(mixed, 0o755))
 	must(t, nartest.Random(mixed, 10, 300))
-	b := &nartest.Builder{Root: mixed}
+	b = &nartest.Builder{Root: mixed}
 	b.Dir("big")
 	b.File("big/over1MiB", nartest.Bytes(rng, 1<<20+12345), 0o644)
 	b.File("big/over4MiB", nartest.Bytes(rng, 9<<20+7), 0o755) // three chunks
@@ -141,17 +147,17 @@ func cancelTrees(t *testing.T) []*cancelTree {
 		b.Dir(fmt.Sprintf("%02d/%02d", d/20, d%20))
 		b.File(fmt.Sprintf("%02d/%02d/f", d/20, d%20), []byte{byte(d)}, 0o644)
 	}
-	// More chunks than a reader sends ahead of the writer: it waits.
-	big := make([]byte, 21<<20+3)
+	big := make([]byte, 21<<20+3) // more chunks than a reader sends ahead of the writer
 	rand.NewChaCha8([32]byte{1}).Read(big)
 	b = &nartest.Builder{Root: base}
 	b.File("file", big, 0o644)
 	must(t, b.Err)
 
 	var trees []*cancelTree
-	for _, tr := range []*cancelTree{{name: "mixed", root: mixed}, {name: "many", root: many}, {name: "dirs", root: dirs}, {name: "file", root: file}} {
+	for _, tr := range []*cancelTree{{name: "mixed", root: mixed}, {name: "many", root: many}, {name: "dirs", root: dirs},
+		{name: "file", root: filepath.Join(base, "file")}, {name: "cold", root: cold, cold: true}} {
 		var opt DumpOptions
-		if tr.root != file {
+		if tr.name != "file" {
 			tr.cps = &Checkpoints{Every: 64 << 10}
 			opt.Checkpoints = tr.cps
 			paths, err := nartest.Entries(tr.root)
@@ -163,9 +169,7 @@ func cancelTrees(t *testing.T) []*cancelTree {
 		tr.took = time.Since(start)
 		trees = append(trees, tr)
 	}
-	// Two selections of the mixed tree: about half its files and
-	// symlinks, always with the large one.
-	for range 2 {
+	for range 2 { // about half the files and symlinks of the mixed tree, always with the large one
 		sel := NewSelection()
 		for _, p := range trees[0].paths {
 			st, err := os.Lstat(filepath.Join(mixed, p))
@@ -177,7 +181,29 @@ func cancelTrees(t *testing.T) []*cancelTree {
 		trees[0].sels = append(trees[0].sels, sel)
 		trees[0].selWant = append(trees[0].selWant, cancelReference(t, mixed, &DumpOptions{Select: sel}))
 	}
+	// Only files unchanged for racyMargin (2 s) are read the way that
+	// tells a blocked read.
+	nartest.WaitOlderThan(t, 2*time.Second, cold)
 	return trees
+}
+
+// cancelEvict does f to every file under root, then drops its contents
+// from the page cache.
+func cancelEvict(root string, f func(*os.File) error) error {
+	return filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		file, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer file.Close()
+		if err := f(file); err != nil {
+			return err
+		}
+		return unix.Fadvise(int(file.Fd()), 0, 0, unix.FADV_DONTNEED)
+	})
 }
 
 // cancelReference dumps root unstopped. Nix, when installed, vouches for
@@ -230,10 +256,7 @@ type cancelCase struct {
 	sel     *Selection
 	want    cancelRef // what an unstopped dump gives
 	size    int64     // and how many bytes it writes
-	// point is where it stops: after a delay in nanoseconds
-	// (cancelAfterDelay, cancelDeadline), at a count of entries
-	// (cancelAtProgress with entries) or else of bytes written.
-	point   int64
+	point   int64     // where it stops: a delay in ns, or a count of entries or else bytes written
 	entries bool
 	yield   bool   // the destination yields its processor on every write
 	fds     uint64 // if not 0, the RLIMIT_NOFILE during the dump
@@ -244,10 +267,7 @@ type cancelCase struct {
 func newCancelCase(rng *rand.Rand, trees []*cancelTree) *cancelCase {
 	c := &cancelCase{tree: trees[rng.IntN(len(trees))], stop: cancelStop(rng.IntN(int(cancelStops))),
 		cause: rng.IntN(2) == 0, readers: 1 + rng.IntN(8), yield: rng.IntN(4) == 0}
-	if rng.IntN(4) == 0 {
-		// Short of descriptors, a walk keeps a few levels open, reopens
-		// the others through "..", and sends a batch at every change of
-		// directory.
+	if rng.IntN(4) == 0 { // a walk keeps a few levels open, reopens the others through ".."
 		c.fds = uint64(48 + rng.IntN(64))
 	}
 	c.want = c.tree.want
@@ -255,8 +275,7 @@ func newCancelCase(rng *rand.Rand, trees []*cancelTree) *cancelCase {
 		switch rng.IntN(4) {
 		case 0:
 			p := c.tree.paths[rng.IntN(len(c.tree.paths))]
-			c.from = c.tree.cps.Before(p) // nil before the first checkpoint: a full dump
-			c.cps = true
+			c.from, c.cps = c.tree.cps.Before(p), true // nil before the first checkpoint: a full dump
 		case 1:
 			c.cps = true
 		case 2:
@@ -266,12 +285,10 @@ func newCancelCase(rng *rand.Rand, trees []*cancelTree) *cancelCase {
 			}
 		}
 	}
-	// This dump writes size bytes; stop points run up to a little past
-	// the end, so that some dumps finish first.
-	c.size = c.want.size
-	if c.from != nil {
+	if c.size = c.want.size; c.from != nil {
 		c.size -= c.from.Offset
 	}
+	// Stop points run up to a little past the end: some dumps finish first.
 	c.entries = c.stop == cancelAtProgress && rng.IntN(3) == 0
 	switch {
 	case c.stop == cancelAfterDelay || c.stop == cancelDeadline:
@@ -323,8 +340,7 @@ const cancelHang = 30 * time.Second
 
 // run dumps and checks the outcome: "stopped" or "finished".
 func (c *cancelCase) run() (outcome string, err error) {
-	ctx := context.Background()
-	var cancel context.CancelFunc
+	ctx, cancel := context.Background(), context.CancelFunc(nil)
 	cause := fmt.Errorf("stopped by the test: %s", c.stop)
 	wantErr := context.Canceled
 	switch {
@@ -354,12 +370,15 @@ func (c *cancelCase) run() (outcome string, err error) {
 	case cancelShortWrite:
 		c.dst.at, c.dst.fail, wantErr = c.point, io.ErrShortWrite, io.ErrShortWrite
 	}
-	opt := &DumpOptions{Readers: c.readers, Progress: new(Progress), From: c.from}
+	opt := &DumpOptions{Readers: c.readers, Progress: new(Progress), From: c.from, Select: c.sel}
 	if c.cps {
 		opt.Checkpoints = c.tree.cps.Clone()
 	}
-	opt.Select = c.sel
-
+	if c.tree.cold {
+		if err := cancelEvict(c.tree.root, func(*os.File) error { return nil }); err != nil {
+			return "", err
+		}
+	}
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); c.fds != 0 && err == nil {
 		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: min(c.fds, lim.Max), Max: lim.Max}); err != nil {
@@ -403,11 +422,9 @@ func (c *cancelCase) run() (outcome string, err error) {
 		return "", fmt.Errorf("got error %q, want %q", err, wantErr)
 	case (c.stop == cancelInWrite || c.stop == cancelWriteErr || c.stop == cancelShortWrite) && !acted:
 		return "", fmt.Errorf("got error %q before the destination stopped the dump", err)
-	case c.stop == cancelWriteErr || c.stop == cancelShortWrite:
-		if c.dst.afterFail > 0 {
-			return "", fmt.Errorf("%d writes after the destination failed", c.dst.afterFail)
-		}
-	case !cancelled.Load() && c.stop != cancelDeadline:
+	case c.dst.afterFail > 0:
+		return "", fmt.Errorf("%d writes after the destination failed", c.dst.afterFail)
+	case !cancelled.Load() && c.stop != cancelDeadline && c.dst.fail == nil:
 		return "", fmt.Errorf("got error %q, but the context was not cancelled", err)
 	}
 	return "stopped", nil
@@ -416,24 +433,18 @@ func (c *cancelCase) run() (outcome string, err error) {
 // cancelWatch polls p until it reaches target entries or bytes, and then
 // calls stop, or until done is closed.
 func cancelWatch(p *Progress, entries bool, target int64, done <-chan struct{}, stop func()) {
-	poll := time.NewTimer(0)
-	defer poll.Stop()
-	for {
-		n := p.Bytes.Load()
-		if entries {
-			n = p.Entries.Load()
-		}
-		if n >= target {
-			stop()
-			return
-		}
-		poll.Reset(50 * time.Microsecond)
+	count := p.Bytes.Load
+	if entries {
+		count = p.Entries.Load
+	}
+	for count() < target {
 		select {
 		case <-done:
 			return
-		case <-poll.C:
+		case <-time.After(50 * time.Microsecond):
 		}
 	}
+	stop()
 }
 
 // cancelWriter hashes what a dump writes and, once the byte at is
@@ -448,6 +459,12 @@ type cancelWriter struct {
 	yield     bool
 	acted     bool
 	afterFail int // writes after it failed
+}
+
+type cancelHash interface {
+	hash.Hash
+	encoding.BinaryMarshaler
+	encoding.BinaryUnmarshaler
 }
 
 func (w *cancelWriter) Write(p []byte) (int, error) {
@@ -474,12 +491,6 @@ func (w *cancelWriter) Write(p []byte) (int, error) {
 	return k, nil
 }
 
-type cancelHash interface {
-	hash.Hash
-	encoding.BinaryMarshaler
-	encoding.BinaryUnmarshaler
-}
-
 // cancelLeaks fails t if more goroutines than before are running, once
 // those on their way out have had a few seconds to finish, or more file
 // descriptors are open than before.
@@ -498,10 +509,7 @@ func cancelLeaks(t *testing.T, what string, goroutines, fds int) {
 	}
 }
 
-func cancelStacks() []byte {
-	buf := make([]byte, 1<<20)
-	return buf[:runtime.Stack(buf, true)]
-}
+func cancelStacks() []byte { buf := make([]byte, 1<<20); return buf[:runtime.Stack(buf, true)] }
 
 // cancelFDs names what the process's descriptors are open on.
 func cancelFDs() string {
