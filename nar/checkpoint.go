@@ -169,7 +169,8 @@ func (c *checkpointer) leave() {
 }
 
 // checkpoint records a checkpoint before the entry named name, in the
-// innermost open directory, at e.off; first: the directory's first entry.
+// innermost open directory, where the Writer is; first: the directory's
+// first entry.
 func (e *emitter) checkpoint(name []byte, first bool) error {
 	c := e.cp
 	hash, err := c.state.MarshalBinary()
@@ -188,10 +189,10 @@ func (e *emitter) checkpoint(name []byte, first bool) error {
 	}
 	path.Write(name)
 	c.to.list = append(c.to.list, Checkpoint{
-		Path: path.String(), Offset: e.off, first: first, hash: hash, fp: fp,
+		Path: path.String(), Offset: e.w.Offset(), first: first, hash: hash, fp: fp,
 		fpN: e.fp.entries, fpNew: e.fp.newest, stats: e.count, since: c.since, racy: c.racy,
 	})
-	c.next = e.off + c.to.every()
+	c.next = e.w.Offset() + c.to.every()
 	return nil
 }
 
@@ -208,12 +209,12 @@ func (e *emitter) resume(from *Checkpoint) error {
 	if err := e.fp.h.(encoding.BinaryUnmarshaler).UnmarshalBinary(from.fp); err != nil {
 		return fmt.Errorf("nar: resume at %q: restore the fingerprint: %w", from.Path, err)
 	}
-	e.off, e.fp.entries, e.fp.newest, e.count = from.Offset, from.fpN, from.fpNew, from.stats
-	e.shown.Entries, e.shown.Bytes = e.fp.entries, e.off // progress counts what this dump writes
-	dirs := strings.Count(from.Path, "/") + 1            // the root and Path's parents
-	e.depth = dirs
+	e.w = resumeWriter(e.dst, from.Offset, from.Path, from.first)
+	e.fp.entries, e.fp.newest, e.count = from.fpN, from.fpNew, from.stats
+	e.shown.Entries, e.shown.Bytes = e.fp.entries, from.Offset // progress counts what this dump writes
+	dirs := strings.Count(from.Path, "/") + 1                  // the root and Path's parents
 	if c := e.cp; c != nil {
-		c.next = e.off + c.to.every()
+		c.next = from.Offset + c.to.every()
 		c.since, c.racy = min(c.since, from.since), from.racy
 		c.enter(nil, true)
 		for name := range strings.SplitSeq(from.Path, "/") {

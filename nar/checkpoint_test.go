@@ -366,7 +366,7 @@ func TestCheckpointsCancelled(t *testing.T) {
 
 // TestFillCancelled: a batch whose files a reader skipped because the
 // dump was cancelled is failed, never taken as complete (the writer
-// would emit, and a checkpoint save, bytes that were never framed).
+// would emit, and a checkpoint save, contents that were never read).
 func TestFillCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

@@ -8,8 +8,8 @@
 //     for a file's contents. Invalid input is a *[FormatError] naming the
 //     byte offset and the broken rule; memory stays bounded.
 //   - [Dump] writes the archive of a path as `nix-store --dump` does,
-//     reading and framing files ahead on several goroutines (the
-//     pipeline, whose rules are in pipeline.go), and [StatTree] computes
+//     reading files ahead on several goroutines (the pipeline, whose
+//     rules are in pipeline.go), and [StatTree] computes
 //     the [Fingerprint] of a tree without reading its contents. A
 //     [Selection] (DumpOptions.Select, [StatSelection]) restricts both to
 //     chosen entries, such as the files a git worktree tracks.

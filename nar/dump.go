@@ -85,9 +85,8 @@ type DumpResult struct {
 // fail with ErrUnsupportedType.
 //
 // Files are read ahead of the writer by opt.Readers goroutines into a
-// bounded set of buffers, where they also lay out the archive's bytes, so
-// that a dump into a hash keeps the hash busy with few, large writes; all
-// of them have exited when Dump returns. A file is stat'ed after it is
+// bounded set of buffers, which the writer takes in order through a
+// Writer (see pipeline.go); all of them have exited when Dump returns. A file is stat'ed after it is
 // read, and also before unless its timestamps prove it unchanged since
 // well before the dump began (see readFile); directories are stat'ed
 // before listing and after their subtree. If anything changed, Dump fails
@@ -105,7 +104,7 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 		readers = opt.Readers
 	}
 	start := time.Now()
-	e := &emitter{dst: dst, fp: newFingerprinter()}
+	e := &emitter{dst: dst, w: NewWriter(dst), fp: newFingerprinter()}
 	var from *Checkpoint
 	if opt != nil {
 		e.progress, from = opt.Progress, opt.From
@@ -151,10 +150,10 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 		// caller asked for no result.
 		err = context.Cause(ctx)
 	}
-	if err == nil && (e.depth != 0 || e.fp.entries == 0) {
-		// The walk ends every directory it begins; a Writer's Close
-		// would check the same.
-		err = fmt.Errorf("dump %s: internal error: the archive is incomplete", path)
+	if err == nil {
+		// The walk ends every directory it begins: an incomplete archive
+		// is a bug. Close also writes out what the Writer holds.
+		err = e.w.Close()
 	}
 	cancel(err)         // stops every stage (see pipeline.go)
 	for range p.order { // unblock a walker still sending
@@ -177,5 +176,5 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 	case e.cp == nil && from != nil:
 		since = time.Unix(0, min(start.UnixNano(), from.since))
 	}
-	return DumpResult{Size: e.off, Fingerprint: e.fp.sum(), DumpStats: e.count, Since: since}, nil
+	return DumpResult{Size: e.w.Offset(), Fingerprint: e.fp.sum(), DumpStats: e.count, Since: since}, nil
 }

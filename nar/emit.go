@@ -8,12 +8,11 @@ import (
 	"time"
 )
 
-// emitter writes the batches' framed bytes to the archive in order, as the
-// readers make their items ready, and sums up the fingerprint.
+// emitter writes the batches' items to the archive in order, through a
+// Writer, as the readers make them ready, and sums up the fingerprint.
 type emitter struct {
 	dst      io.Writer
-	off      int64 // bytes written
-	depth    int   // directories begun and not ended
+	w        *Writer // over dst
 	fp       *fingerprinter
 	count    DumpStats
 	progress *Progress
@@ -68,8 +67,8 @@ func (e *emitter) run(ctx context.Context, p *pipeline) error {
 		}
 		if e.progress != nil {
 			e.progress.Entries.Add(e.fp.entries - e.shown.Entries)
-			e.progress.Bytes.Add(e.off - e.shown.Bytes)
-			e.shown.Entries, e.shown.Bytes = e.fp.entries, e.off
+			e.progress.Bytes.Add(e.w.Offset() - e.shown.Bytes)
+			e.shown.Entries, e.shown.Bytes = e.fp.entries, e.w.Offset()
 		}
 		e.held = append(e.held, b)
 		if waited || len(e.held) == releaseBatches {
@@ -82,23 +81,17 @@ func (e *emitter) run(ctx context.Context, p *pipeline) error {
 	return nil
 }
 
-// batch writes the bytes of b as its items become ready, in runs as long
-// as the readers allow, and reports whether it had to wait for them.
+// batch writes the items of b as they become ready, and reports whether
+// it had to wait for them.
 func (e *emitter) batch(ctx context.Context, b *batch) (waited bool, err error) {
 	done := 0
-	written, ready := 0, 0 // arena bytes written, and framed by the items so far
-	afterStream := false   // the previous item was a streamed file
 	// wait waits until more than n items are ready, or the whole batch
-	// (n == len(b.items)), writing what is ready in the meantime.
+	// (n == len(b.items)).
 	wait := func(n int) error {
 		for done <= n {
 			if done = int(b.done.Load()); done > n {
 				break
 			}
-			if err := e.write(b.arena[written:ready]); err != nil {
-				return err
-			}
-			written = ready
 			waited = true
 			// A reader that advanced since the load above has left a
 			// token in b.wake, so the select below cannot miss it.
@@ -120,51 +113,59 @@ func (e *emitter) batch(ctx context.Context, b *batch) (waited bool, err error) 
 		if err := wait(i); err != nil {
 			return waited, err
 		}
-		it := &b.items[i]
-		if e.cp != nil && it.op != opEndDir && !it.root && !afterStream && e.off+int64(ready-written) >= e.cp.next && ctx.Err() == nil {
-			// A checkpoint is due: the hash must have taken everything
-			// before this item. (After a streamed file, the framing
-			// that closes it is counted with this item: not here.)
-			if err := e.write(b.arena[written:ready]); err != nil {
-				return waited, err
-			}
-			written = ready
-			if err := e.checkpoint(b.names[it.name.off:it.name.off+it.name.len], !it.closePrev); err != nil {
-				return waited, err
-			}
-		}
-		e.account(b, it)
-		ready = it.end
-		afterStream = it.stream != nil
-		if it.stream != nil {
-			if err := e.write(b.arena[written:ready]); err != nil {
-				return waited, err
-			}
-			written = ready
-			if err := e.stream(ctx, it); err != nil {
-				return waited, err
-			}
+		if err := e.item(ctx, b, &b.items[i]); err != nil {
+			return waited, err
 		}
 	}
-	if err := wait(len(b.items)); err != nil { // for b.end
-		return waited, err
-	}
-	return waited, e.write(b.arena[written:b.end])
+	return waited, wait(len(b.items))
 }
 
-// account adds an item to the fingerprint and the counts.
-func (e *emitter) account(b *batch, it *item) {
+// item writes one item, taking a checkpoint before it if one is due.
+func (e *emitter) item(ctx context.Context, b *batch, it *item) error {
+	var name []byte
+	if !it.root && it.op != opEndDir {
+		name = b.names[it.name.off : it.name.off+it.name.len]
+		if e.cp != nil && e.w.Offset() >= e.cp.next && ctx.Err() == nil {
+			// The hash must have taken everything before this entry.
+			if err := e.w.flushed(); err != nil {
+				return err
+			}
+			if err := e.checkpoint(name, !e.w.dirs[len(e.w.dirs)-1].entries); err != nil {
+				return err
+			}
+		}
+		if err := entry(e.w, name); err != nil {
+			return err
+		}
+	}
+	e.account(name, it)
+	switch it.op {
+	case opDir:
+		return e.w.Directory()
+	case opEndDir:
+		return e.w.EndDirectory()
+	case opSymlink:
+		return symlink(e.w, b.names[it.target.off:it.target.off+it.target.len])
+	}
+	if err := e.w.File(it.info.mode&modeExec != 0, it.info.size); err != nil {
+		return err
+	}
+	if it.stream != nil {
+		return e.stream(ctx, it)
+	}
+	_, err := e.w.Write(b.arena[it.off:it.end])
+	return err
+}
+
+// account adds an item, named name (nil for the root and the end of a
+// directory), to the fingerprint and the counts.
+func (e *emitter) account(name []byte, it *item) {
 	if it.op == opEndDir {
 		e.fp.endDir()
-		e.depth--
 		if e.cp != nil {
 			e.cp.leave()
 		}
 		return
-	}
-	var name []byte
-	if !it.root {
-		name = b.names[it.name.off : it.name.off+it.name.len]
 	}
 	e.fp.add(name, &it.info)
 	if c := e.cp; c != nil {
@@ -183,20 +184,7 @@ func (e *emitter) account(b *batch, it *item) {
 		e.count.Symlinks++
 	case opDir:
 		e.count.Dirs++
-		e.depth++
 	}
-}
-
-func (e *emitter) write(p []byte) error {
-	if len(p) == 0 {
-		return nil
-	}
-	n, err := e.dst.Write(p)
-	e.off += int64(n)
-	if err == nil && n < len(p) {
-		err = io.ErrShortWrite
-	}
-	return err
 }
 
 // stream writes a streamed file's chunks as they arrive, until its
@@ -214,7 +202,7 @@ func (e *emitter) stream(ctx context.Context, it *item) error {
 		if !ok {
 			return nil
 		}
-		err := e.write((*c.buf)[:c.n])
+		_, err := e.w.Write((*c.buf)[:c.n])
 		putChunk(c.buf)
 		if err != nil {
 			return err

@@ -36,13 +36,13 @@ type packer struct {
 func (k *packer) lstatAll() bool         { return false }
 func (k *packer) before(*walker, []byte) {}
 
-func (k *packer) file(dir *dirRef, name []byte, _ *fileInfo, root, closePrev bool) error {
+func (k *packer) file(dir *dirRef, name []byte, _ *fileInfo, root bool) error {
 	if k.cur != nil && (k.room == 0 || dir != k.batchDir && k.batchDirs >= k.perBatch) {
 		if err := k.send(); err != nil {
 			return err
 		}
 	}
-	if err := k.add(item{op: opFile, root: root, closePrev: closePrev, dir: dir}, name, nil); err != nil {
+	if err := k.add(item{op: opFile, root: root, dir: dir}, name, nil); err != nil {
 		return err
 	}
 	dir.refs.Add(1) // released by the reader, or by releaseFiles
@@ -56,7 +56,7 @@ func (k *packer) file(dir *dirRef, name []byte, _ *fileInfo, root, closePrev boo
 	return nil
 }
 
-func (k *packer) symlink(dir *dirRef, name []byte, fi *fileInfo, root, closePrev bool) error {
+func (k *packer) symlink(dir *dirRef, name []byte, fi *fileInfo, root bool) error {
 	n, err := readlinkat(dir.fd, &name[0], k.link[:])
 	if err != nil {
 		if err == unix.ENOENT || err == unix.EINVAL {
@@ -70,17 +70,17 @@ func (k *packer) symlink(dir *dirRef, name []byte, fi *fileInfo, root, closePrev
 	if int64(n) != fi.size {
 		return entryChanged(dir, name, root, "was retargeted")
 	}
-	return k.add(item{op: opSymlink, root: root, closePrev: closePrev, info: *fi}, name, k.link[:n])
+	return k.add(item{op: opSymlink, root: root, info: *fi}, name, k.link[:n])
 }
 
-func (k *packer) dir(name []byte, fi *fileInfo, root, closePrev bool) {
+func (k *packer) dir(name []byte, fi *fileInfo, root bool) {
 	// A batch is always to be had: add fails only when the dump
 	// stopped, which the walk notices at its next entry.
-	k.add(item{op: opDir, root: root, closePrev: closePrev, info: *fi}, name, nil)
+	k.add(item{op: opDir, root: root, info: *fi}, name, nil)
 }
 
-func (k *packer) endDir(entries bool) {
-	k.add(item{op: opEndDir, closePrev: entries}, nil, nil) // as in dir
+func (k *packer) endDir() {
+	k.add(item{op: opEndDir}, nil, nil) // as in dir
 }
 
 func (k *packer) finish() error { return k.send() }
@@ -103,8 +103,7 @@ func (k *packer) abort() {
 // fit, copying name (and its NUL) and target. It fails only if the dump
 // stopped while it waited for a batch.
 func (k *packer) add(it item, name, target []byte) error {
-	frame := frameMax(&it, len(name), len(target))
-	if b := k.cur; b == nil || len(b.items) == batchItems || b.frames+frame > frameBudget {
+	if b := k.cur; b == nil || len(b.items) == batchItems || len(b.names)+len(name)+1+len(target) > batchNames {
 		if err := k.next(); err != nil {
 			return err
 		}
@@ -118,7 +117,6 @@ func (k *packer) add(it item, name, target []byte) error {
 		it.target = span{uint32(len(b.names)), uint32(len(target))}
 		b.names = append(b.names, target...)
 	}
-	b.frames += frame
 	b.items = append(b.items, it)
 	return nil
 }
@@ -145,7 +143,7 @@ func (k *packer) next() error {
 }
 
 // send sends the current batch to the writer, and to the readers if it
-// has files to read; a batch without files is framed here.
+// has files to read; a batch without files is complete as it is.
 func (k *packer) send() error {
 	b := k.cur
 	if b == nil {
@@ -154,7 +152,7 @@ func (k *packer) send() error {
 	k.cur = nil
 	b.yield = k.prefetchers == 0
 	if b.files == 0 {
-		b.frameAll()
+		b.finish() // nothing for a reader to do
 	}
 	select {
 	case k.p.order <- b:

@@ -15,12 +15,11 @@ import (
 //	          a Writer would check; its sink for a dump is
 //	pack.go   the packer: packs the walk's entries into batches and sends
 //	          each, in order, to the writer and to the readers;
-//	read.go   the readers: open, stat and read a batch's files, framing
-//	          the archive's bytes into its arena (frame.go), streaming a
-//	          file too large for it;
-//	emit.go   the writer (emitter): writes each batch's bytes to dst in
-//	          order as its reader makes them ready, and sums up the
-//	          Fingerprint and the counts;
+//	read.go   the readers: open, stat and read a batch's files into its
+//	          arena, streaming a file too large for it;
+//	emit.go   the writer (emitter): writes each batch's items to dst in
+//	          order, through a Writer, as its reader makes them ready,
+//	          and sums up the Fingerprint and the counts;
 //	dump.go   Dump, which starts them, waits for them and decides the result.
 //
 // The walker and packer run on one goroutine, the readers on
@@ -29,21 +28,21 @@ import (
 // Ownership. A batch belongs to one stage at a time, and only its owner
 // writes it:
 //   - the packer, from freeBatch until it sends the batch: items, names,
-//     files, frames. After the send nobody changes them.
+//     files. After the send nobody changes them.
 //   - one reader, from p.work until it publishes the batch complete or
-//     failed: the arena, and each file item's info, end and stream. A
-//     batch without files is framed by the packer before it is sent, and
+//     failed: the arena, and each file item's info, off, end and stream.
+//     A batch without files is complete when the packer sends it, and
 //     goes to no reader.
 //   - the writer reads the arena only up to what the reader published
 //     (below), and owns the batch once it is complete, until it hands it
 //     back on p.free (or to batchPool when the dump ends).
 //
 // Publication. b.done counts the items ready for the writer: the reader
-// stores it (an atomic store: release) after writing what an item
-// framed, and the writer loads it (acquire) before reading those bytes.
-// done goes one past len(items) exactly once, when the batch is complete
-// (b.end set) or failed (b.err set); both are written before that store
-// and never after. A reader nudges b.wake (capacity 1) after each store,
+// stores it (an atomic store: release) after reading a file's contents
+// into the arena and its stat into the item, and the writer loads it
+// (acquire) before reading them. done goes one past len(items) exactly
+// once, when the batch is complete or failed (b.err set, before that
+// store and never after). A reader nudges b.wake (capacity 1) after each store,
 // so the writer, which sets b.waiting before it sleeps on b.wake, cannot
 // miss one. A streamed file is ready as soon as its stream exists; its
 // chunks follow on its channel, which its reader closes.
@@ -65,6 +64,14 @@ import (
 //
 // Memory is bounded by the sizes below, whatever the tree.
 
+// One encoder: the writer drives a Writer, which checks and lays out the
+// archive's bytes as it does for any caller; the readers only read. The
+// walker has checked names, their order and path lengths already, so a
+// Writer's error here other than dst's is a bug. (Laying the bytes out in
+// the arenas on the readers instead, as the dump did until 2026-11-21,
+// took the same time within 3 % on the GOROOT copy and the synthetic
+// trees, warm on 2 cores: not worth a second encoder.)
+//
 // Sizes of the dump pipeline. Memory in use stays under
 // batchesInFlight*arenaSize + readers*(chunksInFlight+2)*chunkSize, for
 // at most one stream per reader is open: 26 MiB with two readers. A dump
@@ -78,11 +85,12 @@ import (
 // filling while the other reader has none left to fill; smaller chunks
 // fault in a quarter of the fresh memory a big file's stream takes.
 const (
-	arenaSize       = 1 << 20 // one batch's framed archive bytes, small files' contents included
-	batchItems      = 512     // nodes in one batch at most
-	batchesInFlight = 16      // batches between the walker and the writer
-	coldBatches     = 32      // the same, once reads were seen to block
-	chunkSize       = 1 << 20 // a streamed file travels in chunks this big
+	arenaSize       = 1 << 20   // one batch's files' contents, those that fit
+	batchItems      = 512       // nodes in one batch at most
+	batchNames      = 256 << 10 // and bytes of their names and symlink targets
+	batchesInFlight = 16        // batches between the walker and the writer
+	coldBatches     = 32        // the same, once reads were seen to block
+	chunkSize       = 1 << 20   // a streamed file travels in chunks this big
 	smallChunkSize  = 256 << 10
 	chunksInFlight  = 3  // chunks of one file read ahead of the writer
 	firstBatchFiles = 32 // files in a batch before any file size is known
@@ -105,18 +113,15 @@ type span struct{ off, len uint32 }
 
 // item is one step of the archive, in NAR order.
 type item struct {
-	op   itemOp
-	root bool // the archive's root node: no entry name is written
-	// closePrev: the previous entry of the same directory must be closed
-	// first (for opEndDir: the directory has entries to close).
-	closePrev bool
-	name      span     // in batch.names, NUL-terminated there
-	target    span     // symlinks: in batch.names
-	info      fileInfo // lstat (symlinks), fstat (directories, and files once opened)
-	dir       *dirRef  // files: the directory to open the file in
-	// end is where the item's bytes end in the arena once it is ready;
-	// for a streamed file, where its header ends and its chunks go.
-	end int
+	op     itemOp
+	root   bool     // the archive's root node: no entry name is written
+	name   span     // in batch.names, NUL-terminated there
+	target span     // symlinks: in batch.names
+	info   fileInfo // lstat (symlinks), fstat (directories, and files once opened)
+	dir    *dirRef  // files: the directory to open the file in
+	// off and end bound a file's contents in the arena once it is
+	// ready, unless it is streamed.
+	off, end int
 	// stream carries the contents of a file too large for the arena,
 	// chunk by chunk, from its reader to the writer.
 	stream chan chunk
@@ -128,17 +133,13 @@ type item struct {
 type batch struct {
 	items []item
 	names []byte
-	arena []byte // fixed length; the reader frames the archive into it
+	arena []byte // fixed length; the reader reads the files' contents into it
 	files int    // files for a reader to read
-	// frames is the sum of the items' frameMax: the arena room the
-	// framing may take, whatever the contents take.
-	frames int
-	end    int // the arena's framed length, once done reaches len(items)
-	// done counts the items ready for the writer: a file is ready once it
-	// is framed into the arena, or once its stream is set up. It goes one
-	// past len(items) when the batch is complete (end is set) or failed
-	// (err is set). The reader stores it after the item (release), the
-	// writer loads it (acquire).
+	// done counts the items ready for the writer: a file is ready once
+	// its contents are in the arena, or once its stream is set up. It goes
+	// one past len(items) when the batch is complete or failed (err is
+	// set). The reader stores it after the item (release), the writer
+	// loads it (acquire).
 	done atomic.Int32
 	wake chan struct{} // a reader's nudge after done grows (capacity 1)
 	// waiting is set while the writer waits for this batch: its reader
@@ -169,7 +170,7 @@ func newBatch(arena int) *batch {
 
 func (b *batch) reset() {
 	b.items, b.names = b.items[:0], b.names[:0]
-	b.files, b.frames, b.end, b.err = 0, 0, 0, nil
+	b.files, b.err = 0, nil
 	b.done.Store(0)
 	b.waiting.Store(false)
 	select {
@@ -204,11 +205,8 @@ func (b *batch) fail(err error) {
 	b.advance(len(b.items) + 1)
 }
 
-// finish publishes that the batch is complete, framed up to end.
-func (b *batch) finish(end int) {
-	b.end = end
-	b.advance(len(b.items) + 1)
-}
+// finish publishes that the batch is complete.
+func (b *batch) finish() { b.advance(len(b.items) + 1) }
 
 // releaseFiles drops the directory references of the files of a batch
 // that no reader will see.

@@ -23,39 +23,31 @@ func (p *pipeline) startReader(ctx context.Context) {
 	})
 }
 
-// fill frames a batch into its arena, opening and reading its files in
-// order, and publishes its progress as it goes.
+// fill reads the contents of a batch's files into its arena, in order,
+// and publishes its progress as it goes.
 func fill(ctx context.Context, p *pipeline, b *batch) {
 	var files, bytes int64
-	f := framer{a: b.arena} // only this reader touches the arena
-	left, shown := b.frames, 0
+	at, shown := 0, 0 // where the next file's contents go in the arena
 	for i := range b.items {
 		it := &b.items[i]
-		// left keeps the room the framing of the items after this one
-		// may take.
-		left -= frameMax(it, int(it.name.len), int(it.target.len))
 		if it.op != opFile {
-			b.frameNode(&f, it)
-			it.end = f.n
-			continue
+			continue // ready as the packer made it
 		}
 		if b.err != nil || ctx.Err() != nil {
 			it.dir.release()
 			continue
 		}
-		size, err := readFile(ctx, p, b, i, &f, len(b.arena)-left)
+		size, err := readFile(ctx, p, b, i, at)
 		if err != nil {
 			b.fail(err)
 			continue
 		}
-		if it.stream == nil {
-			it.end = f.n
-		}
+		at = it.end
 		files++
 		bytes += size
-		if f.n-shown >= earlyAdvance && b.waiting.Load() {
+		if at-shown >= earlyAdvance && b.waiting.Load() {
 			b.advance(i + 1)
-			shown = f.n
+			shown = at
 		}
 	}
 	p.files.Add(files)
@@ -63,11 +55,11 @@ func fill(ctx context.Context, p *pipeline, b *batch) {
 	switch {
 	case b.err != nil:
 	case ctx.Err() != nil:
-		// Files were skipped, their bytes never framed: the writer must
-		// not take the batch as complete.
+		// Files were skipped, their contents never read: the writer
+		// must not take the batch as complete.
 		b.fail(context.Cause(ctx))
 	default:
-		b.finish(f.n)
+		b.finish()
 	}
 }
 
@@ -77,9 +69,8 @@ func fill(ctx context.Context, p *pipeline, b *batch) {
 // path and Fingerprint.Racy both use it. Tests shorten it.
 var racyMargin = 2 * time.Second
 
-// readFile opens the file of item i and frames it into the arena, where
-// it must end by limit, or else frames its header and streams its
-// contents to the writer.
+// readFile opens the file of item i and reads its contents into the
+// arena from at, or streams them to the writer if they do not fit.
 //
 // The fast path reads first and stats once, after: if the file's ctime
 // and mtime are older than the dump's start (less racyMargin), nothing
@@ -89,7 +80,7 @@ var racyMargin = 2 * time.Second
 // A file changed recently ("racy", as git says), on another filesystem,
 // or too large for the arena takes the careful path: stat, read, stat
 // again, and compare.
-func readFile(ctx context.Context, p *pipeline, b *batch, i int, f *framer, limit int) (int64, error) {
+func readFile(ctx context.Context, p *pipeline, b *batch, i int, at int) (int64, error) {
 	it := &b.items[i]
 	name := b.names[it.name.off : it.name.off+it.name.len+1]
 	fd, err := openat(it.dir.fd, &name[0], openFileFlags|oNoatime)
@@ -105,15 +96,9 @@ func readFile(ctx context.Context, p *pipeline, b *batch, i int, f *framer, limi
 		return 0, &fs.PathError{Op: "open", Path: itemPath(b, it), Err: err}
 	}
 	defer closeFD(fd)
-	b.prefix(f, it)
-	hdr := f.n
-	// Contents go where a plain file's do; an executable file's header is
-	// longer, and they move up. Either way they end with room left for
-	// the padding and closing parenthesis before limit.
-	data := hdr + fileHeaderLen(false)
-	room := limit - (fileHeaderLen(true) - fileHeaderLen(false)) - 7 - len(tokPar) - data
-	if it.dir.fs.localClock && room > 0 {
-		n, err := p.readFast(fd, it.dir.fs, b.arena[data:data+room])
+	it.off, it.end = at, at
+	if room := len(b.arena) - at; it.dir.fs.localClock && room > 0 {
+		n, err := p.readFast(fd, it.dir.fs, b.arena[at:])
 		if err != nil {
 			return 0, &fs.PathError{Op: "read", Path: itemPath(b, it), Err: err}
 		}
@@ -128,23 +113,16 @@ func readFile(ctx context.Context, p *pipeline, b *batch, i int, f *framer, limi
 		if info.mode&modeType == modeReg && info.size == int64(n) && n < room && info.nlink > 0 &&
 			info.ctime < p.racyBefore && info.mtime < p.racyBefore {
 			it.info = info
-			exec := info.mode&modeExec != 0
-			if exec { // make room for the longer header, which would overwrite them
-				to := hdr + fileHeaderLen(true)
-				copy(b.arena[to:to+n], b.arena[data:data+n])
-			}
-			f.fileHeader(exec, info.size)
-			f.n += n
-			f.fileTrailer(info.size)
+			it.end = at + n
 			return info.size, nil
 		}
 	}
-	return readCareful(ctx, b, i, f, limit, fd)
+	return readCareful(ctx, b, i, fd)
 }
 
-// readCareful reads a file between two stats of it, which must agree. f
-// is at the start of the file's header.
-func readCareful(ctx context.Context, b *batch, i int, f *framer, limit int, fd int) (int64, error) {
+// readCareful reads a file between two stats of it, which must agree,
+// into the arena from it.off, or streams it.
+func readCareful(ctx context.Context, b *batch, i int, fd int) (int64, error) {
 	it := &b.items[i]
 	var st unix.Stat_t
 	if err := fstat(fd, &st); err != nil {
@@ -158,24 +136,19 @@ func readCareful(ctx context.Context, b *batch, i int, f *framer, limit int, fd 
 		return 0, fileChanged(b, it, "was deleted")
 	}
 	size := it.info.size
-	f.fileHeader(it.info.mode&modeExec != 0, size)
-	if size <= int64(limit-7-len(tokPar)-f.n) {
-		n, err := pread(fd, b.arena[f.n:f.n+int(size)], 0)
+	if size <= int64(len(b.arena)-it.off) {
+		n, err := pread(fd, b.arena[it.off:it.off+int(size)], 0)
 		if err != nil {
 			return 0, &fs.PathError{Op: "read", Path: itemPath(b, it), Err: err}
 		}
 		if int64(n) < size {
 			return 0, fileChanged(b, it, "shrank")
 		}
-		f.n += n
-		f.fileTrailer(size)
+		it.end = it.off + n
 		return size, checkAfter(b, it, fd)
 	}
 	// Too large for what is left of the arena: stream it. The writer
-	// may take the item as soon as its stream exists; the framing after
-	// the contents goes into the arena, for the writer to take with
-	// whatever follows.
-	it.end = f.n
+	// may take the item as soon as its stream exists.
 	it.stream = make(chan chunk, chunksInFlight)
 	b.advance(i + 1)
 	err := stream(ctx, b, it, fd)
@@ -183,7 +156,6 @@ func readCareful(ctx context.Context, b *batch, i int, f *framer, limit int, fd 
 	if err != nil {
 		return 0, err
 	}
-	f.fileTrailer(size)
 	return size, nil
 }
 

@@ -38,14 +38,14 @@ func (w *walker) resume() error {
 			return string(top.dents[d.off:d.off+d.len]) >= name
 		})
 		if i == len(names)-1 {
-			top.next, top.entries = j, !w.from.first
+			top.next = j
 			return nil
 		}
 		if j == len(top.names) || string(top.dents[top.names[j].off:top.names[j].off+top.names[j].len]) != name {
 			return fmt.Errorf("dump %s: %w (it is gone: resume at %q impossible)", joinPath(top.dir.path(), []byte(name)), ErrChanged, w.from.Path)
 		}
 		d := top.names[j]
-		top.next, top.entries = j+1, true
+		top.next = j + 1
 		// The name is followed by its NUL in dents, for openat.
 		if _, err := w.openDir(top.dir, top.dents[d.off:d.off+d.len], nil, false, top.pathLen+1+len(name), nil); err != nil {
 			return err

@@ -54,25 +54,25 @@ func (s *statSink) before(w *walker, name []byte) {
 	}
 }
 
-func (s *statSink) file(_ *dirRef, name []byte, fi *fileInfo, root, _ bool) error {
+func (s *statSink) file(_ *dirRef, name []byte, fi *fileInfo, root bool) error {
 	s.fp.add(rootless(name, root), fi)
 	s.count.Files++
 	s.count.Bytes += fi.size
 	return nil
 }
 
-func (s *statSink) symlink(_ *dirRef, name []byte, fi *fileInfo, root, _ bool) error {
+func (s *statSink) symlink(_ *dirRef, name []byte, fi *fileInfo, root bool) error {
 	s.fp.add(rootless(name, root), fi)
 	s.count.Symlinks++
 	return nil
 }
 
-func (s *statSink) dir(name []byte, fi *fileInfo, root, _ bool) {
+func (s *statSink) dir(name []byte, fi *fileInfo, root bool) {
 	s.fp.add(rootless(name, root), fi)
 	s.count.Dirs++
 }
 
-func (s *statSink) endDir(bool)   { s.fp.endDir() }
+func (s *statSink) endDir()       { s.fp.endDir() }
 func (s *statSink) finish() error { return nil }
 func (s *statSink) abort()        {}
 

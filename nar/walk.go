@@ -48,10 +48,8 @@ type level struct {
 	// closed: out of the window of open levels, the walk no longer
 	// holds dir; it opens the directory again when it returns to it.
 	closed bool
-	// pathLen is the length of the directory's path inside the archive,
-	// entries whether one of its entries has been walked.
+	// pathLen is the length of the directory's path inside the archive.
 	pathLen int
-	entries bool
 	// With a Selection: sel is the directory's node, and a directory
 	// other than the root is pending until its first entry is dumped,
 	// so that one holding no selected entry is left out; name is its
@@ -96,14 +94,12 @@ type sink interface {
 	// before is called before each entry of the top directory is
 	// visited, selected or not.
 	before(w *walker, name []byte)
-	// closePrev, given to the methods that add an entry, says whether it
-	// closes the previous entry of its directory (see frame.go).
 	// fi is the entry's lstat, or for a file in a dump nil: the
 	// readers stat files once they open them.
-	file(dir *dirRef, name []byte, fi *fileInfo, root, closePrev bool) error
-	symlink(dir *dirRef, name []byte, fi *fileInfo, root, closePrev bool) error
-	dir(name []byte, fi *fileInfo, root, closePrev bool)
-	endDir(entries bool)
+	file(dir *dirRef, name []byte, fi *fileInfo, root bool) error
+	symlink(dir *dirRef, name []byte, fi *fileInfo, root bool) error
+	dir(name []byte, fi *fileInfo, root bool)
+	endDir()
 	// finish is called after the last entry, abort instead when the walk
 	// fails: the sink gives up what it holds.
 	finish() error
@@ -184,8 +180,8 @@ func (w *walker) loop() error {
 // its backing array. fi is its lstat if the caller has one. sel is its
 // node in the Selection, if the dump has one.
 func (w *walker) node(dir *dirRef, name []byte, typ uint8, fi *fileInfo, root bool, sel *selNode) error {
-	// What a Writer would check: the readers frame the archive without
-	// one (see frame.go).
+	// What a Writer would check, checked here to name the path: a dump's
+	// Writer then never fails (see pipeline.go), and a stat walk has none.
 	pathLen := 0
 	if !root {
 		parent := &w.stack[len(w.stack)-1]
@@ -213,17 +209,16 @@ func (w *walker) node(dir *dirRef, name []byte, typ uint8, fi *fileInfo, root bo
 	if sel != nil && !root && !sel.admits(typ) {
 		return nil // selected as something it is not on disk
 	}
-	var closePrev bool
-	if !root && (w.sel == nil || typ != unix.DT_DIR) {
-		closePrev = w.open()
+	if w.sel != nil && !root && typ != unix.DT_DIR {
+		w.open()
 	}
 	switch typ {
 	case unix.DT_REG:
-		return w.sink.file(dir, name, fi, root, closePrev)
+		return w.sink.file(dir, name, fi, root)
 	case unix.DT_LNK:
-		return w.sink.symlink(dir, name, fi, root, closePrev)
+		return w.sink.symlink(dir, name, fi, root)
 	case unix.DT_DIR:
-		return w.enterDir(dir, name, fi, root, closePrev, pathLen, sel)
+		return w.enterDir(dir, name, fi, root, pathLen, sel)
 	}
 	return &fs.PathError{Op: "dump", Path: entryPath(dir, name, root),
 		Err: fmt.Errorf("%w: a %s; a NAR holds only regular files, directories and symlinks", ErrUnsupportedType, typeWord(typ))}
@@ -232,17 +227,16 @@ func (w *walker) node(dir *dirRef, name []byte, typ uint8, fi *fileInfo, root bo
 // enterDir opens a directory, lists it and makes it the walk's top level.
 // fi, if not nil, is the lstat that said it is a directory. With a
 // Selection, a directory other than the root is left pending (see open).
-func (w *walker) enterDir(parent *dirRef, name []byte, fi *fileInfo, root, closePrev bool, pathLen int, sel *selNode) error {
+func (w *walker) enterDir(parent *dirRef, name []byte, fi *fileInfo, root bool, pathLen int, sel *selNode) error {
 	l, err := w.openDir(parent, name, fi, root, pathLen, sel)
 	if err != nil {
 		return err
 	}
 	switch {
 	case !l.pending:
-		w.beginDir(l, root, closePrev)
+		w.beginDir(l, root)
 	case sel.keep:
 		w.open()
-		l.entries = false // open marked it as having one
 	}
 	return nil
 }
@@ -267,7 +261,7 @@ func (w *walker) openDir(parent *dirRef, name []byte, fi *fileInfo, root bool, p
 	w.stack = w.stack[:len(w.stack)+1]
 	l := &w.stack[len(w.stack)-1]
 	l.dir, l.next, l.closed = d, 0, false
-	l.pathLen, l.entries = pathLen, false
+	l.pathLen = pathLen
 	l.sel, l.pending, l.name = sel, w.sel != nil && !root, name
 	if err := fstat(fd, &w.st); err != nil {
 		return nil, &fs.PathError{Op: "fstat", Path: d.path(), Err: err}
@@ -286,29 +280,22 @@ func (w *walker) openDir(parent *dirRef, name []byte, fi *fileInfo, root bool, p
 }
 
 // beginDir gives a directory to the sink.
-func (w *walker) beginDir(l *level, root, closePrev bool) {
-	w.sink.dir(l.name, &l.info, root, closePrev)
+func (w *walker) beginDir(l *level, root bool) {
+	w.sink.dir(l.name, &l.info, root)
 }
 
-// open is called before an entry is added to the top directory. It adds
-// the directories being walked that are still pending, outermost first,
-// and returns whether the top directory already has an entry (so that
-// the new one closes it), marking that it has.
-func (w *walker) open() bool {
+// open is called, with a Selection, before an entry is added to the top
+// directory: it adds the directories being walked that are still
+// pending, outermost first.
+func (w *walker) open() {
 	i := len(w.stack)
 	for i > 1 && w.stack[i-1].pending { // the root is never pending
 		i--
 	}
 	for ; i < len(w.stack); i++ {
-		parent, l := &w.stack[i-1], &w.stack[i]
-		closePrev := parent.entries
-		parent.entries, l.pending = true, false
-		w.beginDir(l, false, closePrev)
+		w.stack[i].pending = false
+		w.beginDir(&w.stack[i], false)
 	}
-	top := &w.stack[len(w.stack)-1]
-	closePrev := top.entries
-	top.entries = true
-	return closePrev
 }
 
 // workingDir is the directory the root is opened in. A root that is a
@@ -390,12 +377,12 @@ func (w *walker) endDir(l *level) error {
 		}
 	}
 	l.dir.release()
-	entries, pending := l.entries, l.pending
+	pending := l.pending
 	w.stack = w.stack[:len(w.stack)-1]
 	if pending { // it held no selected entry: it is not in the archive
 		return nil
 	}
-	w.sink.endDir(entries)
+	w.sink.endDir()
 	return nil
 }
 

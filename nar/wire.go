@@ -1,5 +1,7 @@
 package nar
 
+import "encoding/binary"
+
 // The NAR grammar, with its purely syntactic strings pre-joined into tokens
 // (after tvix's nix-compat/src/nar/wire):
 //
@@ -83,4 +85,55 @@ func checkTarget[S ~string | ~[]byte](target S) string {
 		}
 	}
 	return ""
+}
+
+// The archive's byte layout, which the Writer appends to its buffer.
+// closePrev: the previous entry of the directory is closed first.
+
+// appendString appends a length-prefixed, padded string.
+func appendString[S ~string | ~[]byte](dst []byte, s S) []byte {
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(len(s)))
+	dst = append(dst, s...)
+	return append(dst, zeros[:padLen(uint64(len(s)))]...)
+}
+
+// appendEntry appends what comes before the node of a directory's entry.
+func appendEntry[S ~string | ~[]byte](dst []byte, closePrev bool, name S) []byte {
+	if closePrev {
+		dst = append(dst, tokPar...)
+	}
+	dst = append(dst, tokEnt...)
+	dst = appendString(dst, name)
+	return append(dst, tokNod...)
+}
+
+// appendEndDir appends the end of a directory.
+func appendEndDir(dst []byte, closePrev bool) []byte {
+	if closePrev {
+		dst = append(dst, tokPar...)
+	}
+	return append(dst, tokPar...)
+}
+
+// appendSymlink appends a symlink's node.
+func appendSymlink[S ~string | ~[]byte](dst []byte, target S) []byte {
+	dst = append(dst, tokSym...)
+	dst = appendString(dst, target)
+	return append(dst, tokPar...)
+}
+
+// appendFileHeader appends a file's node up to its contents.
+func appendFileHeader(dst []byte, executable bool, size int64) []byte {
+	if executable {
+		dst = append(dst, tokExe...)
+	} else {
+		dst = append(dst, tokReg...)
+	}
+	return binary.LittleEndian.AppendUint64(dst, uint64(size))
+}
+
+// appendFileTrailer appends what follows a file's contents.
+func appendFileTrailer(dst []byte, size int64) []byte {
+	dst = append(dst, zeros[:padLen(uint64(size))]...)
+	return append(dst, tokPar...)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // ErrWriteTooLong is returned by [Writer.Write] when more bytes are written
@@ -289,7 +290,7 @@ func (w *Writer) fail(err error) error {
 	return w.err
 }
 
-// put takes what an append of archive bytes to w.buf made (see frame.go
+// put takes what an append of archive bytes to w.buf made (see wire.go
 // for the layout), and flushes the buffer when it is full.
 func (w *Writer) put(b []byte) {
 	w.off += int64(len(b) - len(w.buf))
@@ -310,7 +311,7 @@ func (w *Writer) emitContents(p []byte) {
 	if w.err != nil {
 		return
 	}
-	if _, err := w.w.Write(p); err != nil {
+	if err := writeAll(w.w, p); err != nil {
 		w.fail(err)
 		return
 	}
@@ -321,8 +322,50 @@ func (w *Writer) flush() {
 	if w.err != nil || len(w.buf) == 0 {
 		return
 	}
-	if _, err := w.w.Write(w.buf); err != nil {
+	if err := writeAll(w.w, w.buf); err != nil {
 		w.fail(err)
 	}
 	w.buf = w.buf[:0]
+}
+
+// writeAll writes p to dst, taking a short count without an error (which
+// breaks io.Writer's contract) as io.ErrShortWrite.
+func writeAll(dst io.Writer, p []byte) error {
+	n, err := dst.Write(p)
+	if err == nil && n < len(p) {
+		err = io.ErrShortWrite
+	}
+	return err
+}
+
+// flushed writes out what the Writer holds and returns its error: a
+// dump's checkpoint needs the destination to have taken every byte so far.
+func (w *Writer) flushed() error {
+	w.flush()
+	return w.err
+}
+
+// resumeWriter returns a Writer that goes on with an archive where a dump
+// took a checkpoint: off bytes written, inside the root and the
+// directories that hold path, before the entry path, which is its
+// directory's first if first is set. It knows only the names of the
+// directories it is in, so the order of the entries it goes on with is
+// checked against them, not against the entry before path: the dump's
+// walk checks the order of every directory's entries anyway.
+func resumeWriter(dst io.Writer, off int64, path string, first bool) *Writer {
+	w := NewWriter(dst)
+	w.off, w.state = off, inDir
+	names := strings.Split(path, "/")
+	pathLen := 0
+	for i, name := range names {
+		f := dirFrame{pathLen: pathLen, entries: true}
+		if i < len(names)-1 {
+			f.prev = []byte(name) // the directory the archive is in
+		} else {
+			f.entries = !first
+		}
+		w.dirs = append(w.dirs, f)
+		pathLen += 1 + len(name)
+	}
+	return w
 }

@@ -15,8 +15,7 @@ import (
 )
 
 // refDump serialises the tree at path with a Writer, one call at a time and
-// with no pipeline: the reference the dump's framing must equal byte for
-// byte. (The Writer itself is checked against Nix's archives.)
+// with no pipeline: the reference the dump must equal byte for byte. (The Writer itself is checked against Nix's archives.)
 func refDump(t *testing.T, path string) []byte {
 	t.Helper()
 	var out bytes.Buffer
@@ -70,11 +69,11 @@ func bothReadPaths(t *testing.T, f func(t *testing.T)) {
 	})
 }
 
-// arenaEdgeTree builds files whose framing and contents land on and around
-// the arena's limits: sizes just under, at and over the room a batch has
+// arenaEdgeTree builds files whose contents land on and around the
+// arena's limits: sizes just under, at and over the room a batch has
 // left, executable or not; directories full of the longest names and the
-// longest symlink targets, whose framing alone fills the frame budget;
-// and empty files and directories in between.
+// longest symlink targets, which fill a batch's room for names; and empty
+// files and directories in between.
 func arenaEdgeTree(t *testing.T) string {
 	t.Helper()
 	root := filepath.Join(nartest.TempDir(t), "arena")
