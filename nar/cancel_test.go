@@ -63,7 +63,7 @@ func TestCancelRandom(t *testing.T) {
 			t.Fatalf("%s: %v", c.what, err)
 		}
 		outcomes[c.stop.String()+": "+outcome]++
-		cancelLeaks(t, c.what, goroutines, fds)
+		checkReleased(t, c.what, goroutines, fds)
 	}
 	t.Logf("outcomes: %v", outcomes)
 }
@@ -399,7 +399,7 @@ func (c *cancelCase) run() (outcome string, err error) {
 	// A dump that a stop does not end would hang the test until its
 	// -timeout: fail sooner, saying which case and where everyone is.
 	watchdog := time.AfterFunc(cancelHang, func() {
-		panic(fmt.Sprintf("%s: Dump still running %v after it began:\n%s", c.what, cancelHang, cancelStacks()))
+		panic(fmt.Sprintf("%s: Dump still running %v after it began:\n%s", c.what, cancelHang, allStacks()))
 	})
 	res, err := Dump(ctx, c.dst, c.tree.root, opt)
 	watchdog.Stop()
@@ -489,35 +489,4 @@ func (w *cancelWriter) Write(p []byte) (int, error) {
 		return k, w.fail
 	}
 	return k, nil
-}
-
-// cancelLeaks fails t if more goroutines than before are running, once
-// those on their way out have had a few seconds to finish, or more file
-// descriptors are open than before.
-func cancelLeaks(t *testing.T, what string, goroutines, fds int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > goroutines {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d goroutines left running, had %d:\n%s", what, runtime.NumGoroutine(), goroutines, cancelStacks())
-		}
-		runtime.Gosched()
-		time.Sleep(time.Millisecond)
-	}
-	if n := openFDs(t); n != fds {
-		t.Fatalf("%s: %d file descriptors open, had %d:\n%s", what, n, fds, cancelFDs())
-	}
-}
-
-func cancelStacks() []byte { buf := make([]byte, 1<<20); return buf[:runtime.Stack(buf, true)] }
-
-// cancelFDs names what the process's descriptors are open on.
-func cancelFDs() string {
-	ents, _ := os.ReadDir("/proc/self/fd")
-	var b strings.Builder
-	for _, e := range ents {
-		target, _ := os.Readlink("/proc/self/fd/" + e.Name())
-		fmt.Fprintf(&b, "fd %s: %q\n", e.Name(), target)
-	}
-	return b.String()
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -261,31 +262,22 @@ func TestDumpReleasesEverything(t *testing.T) {
 		t.Errorf("cancelled dump: got %v", err)
 	}
 	ctx, cancel = context.WithCancel(context.Background())
-	_, err := Dump(ctx, cancelAfter{cancel, new(int)}, root, nil)
+	_, err := Dump(ctx, cancelAfter{cancel, new(int), 3}, root, nil)
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("dump cancelled midway: got %v", err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > goroutines && time.Now().Before(deadline) {
-		runtime.Gosched()
-		time.Sleep(time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > goroutines {
-		t.Errorf("%d goroutines left running (had %d)", n, goroutines)
-	}
-	if n := openFDs(t); n != fds {
-		t.Errorf("%d file descriptors open, had %d", n, fds)
-	}
+	checkReleased(t, "dumps", goroutines, fds)
 }
 
-// cancelAfter cancels its context on the third write.
+// cancelAfter cancels its context on its nth write.
 type cancelAfter struct {
 	cancel func()
 	n      *int
+	at     int
 }
 
 func (c cancelAfter) Write(p []byte) (int, error) {
-	if *c.n++; *c.n == 3 {
+	if *c.n++; *c.n == c.at {
 		c.cancel()
 	}
 	return len(p), nil
@@ -349,4 +341,36 @@ func TestRacy(t *testing.T) {
 			t.Errorf("recorded %v after the newest change: Racy = %v, want %v", tc.after, got, tc.racy)
 		}
 	}
+}
+
+// checkReleased fails t if more goroutines than before are running, once
+// those on their way out have had a few seconds to finish, or more file
+// descriptors are open than before: what a dump, however it ends, must
+// not leave behind.
+func checkReleased(t *testing.T, what string, goroutines, fds int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > goroutines {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d goroutines left running, had %d:\n%s", what, runtime.NumGoroutine(), goroutines, allStacks())
+		}
+		runtime.Gosched()
+		time.Sleep(time.Millisecond)
+	}
+	if n := openFDs(t); n != fds {
+		t.Fatalf("%s: %d file descriptors open, had %d:\n%s", what, n, fds, openFDTargets())
+	}
+}
+
+func allStacks() []byte { buf := make([]byte, 1<<20); return buf[:runtime.Stack(buf, true)] }
+
+// cancelFDs names what the process's descriptors are open on.
+func openFDTargets() string {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	var b strings.Builder
+	for _, e := range ents {
+		target, _ := os.Readlink("/proc/self/fd/" + e.Name())
+		fmt.Fprintf(&b, "fd %s: %q\n", e.Name(), target)
+	}
+	return b.String()
 }

@@ -70,7 +70,7 @@ func TestPrefetchReleasesEverything(t *testing.T) {
 	withBlockedReads(t, func() {
 		for n := 1; n < 40; n += 3 {
 			ctx, cancel := context.WithCancel(context.Background())
-			_, err := Dump(ctx, cancelAt{cancel, new(int), n}, root, &DumpOptions{Readers: 1 + n%3})
+			_, err := Dump(ctx, cancelAfter{cancel, new(int), n}, root, &DumpOptions{Readers: 1 + n%3})
 			if err != nil && !errors.Is(err, context.Canceled) {
 				t.Errorf("cancelled after %d writes: %v", n, err)
 			}
@@ -80,32 +80,7 @@ func TestPrefetchReleasesEverything(t *testing.T) {
 			t.Errorf("a failing destination: got %v", err)
 		}
 	})
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > goroutines && time.Now().Before(deadline) {
-		runtime.Gosched()
-		time.Sleep(time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > goroutines {
-		buf := make([]byte, 1<<20)
-		t.Errorf("%d goroutines left running (had %d):\n%s", n, goroutines, buf[:runtime.Stack(buf, true)])
-	}
-	if n := openFDs(t); n != fds {
-		t.Errorf("%d file descriptors open, had %d", n, fds)
-	}
-}
-
-// cancelAt cancels its context on its nth write.
-type cancelAt struct {
-	cancel func()
-	n      *int
-	at     int
-}
-
-func (c cancelAt) Write(p []byte) (int, error) {
-	if *c.n++; *c.n == c.at {
-		c.cancel()
-	}
-	return len(p), nil
+	checkReleased(t, "dumps with prefetchers", goroutines, fds)
 }
 
 var errFailed = errors.New("destination failed")
