@@ -74,7 +74,7 @@ func cancelEnv(t *testing.T, name string, def uint64) uint64 {
 	if s == "" {
 		return def
 	}
-	v, err := strconv.ParseUint(s, 10, 63)
+	v, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
 		t.Fatalf("%s=%q: want a non-negative integer", name, s)
 	}

@@ -145,15 +145,16 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 	}
 
 	err := e.run(ctx, p)
-	if err == nil {
-		// A dump cancelled after its last check of ctx still fails: the
-		// caller asked for no result.
-		err = context.Cause(ctx)
+	if err == nil && ctx.Err() == nil {
+		// The walk ends every directory it begins: an incomplete archive
+		// is a bug. Close also writes out what the Writer holds, the
+		// dump's last write. (A stopped walk ends none: see below.)
+		err = e.w.Close()
 	}
 	if err == nil {
-		// The walk ends every directory it begins: an incomplete archive
-		// is a bug. Close also writes out what the Writer holds.
-		err = e.w.Close()
+		// A dump cancelled after its last check of ctx, even during that
+		// last write, still fails: the caller asked for no result.
+		err = context.Cause(ctx)
 	}
 	cancel(err)         // stops every stage (see pipeline.go)
 	for range p.order { // unblock a walker still sending
