@@ -118,7 +118,7 @@ func cancelTrees(t *testing.T) []*cancelTree {
 	}
 	b.File("big", nartest.Bytes(rng, 5<<20), 0o644)
 	must(t, b.Err)
-	must(t, cancelEvict(cold, (*os.File).Sync))
+	must(t, evictTree(cold, (*os.File).Sync))
 	mixed, many, dirs := filepath.Join(base, "mixed"), filepath.Join(base, "many"), filepath.Join(base, "dirs")
 	must(t, os.Mkdir(mixed, 0o755))
 	must(t, nartest.Random(mixed, 10, 300))
@@ -187,9 +187,9 @@ func cancelTrees(t *testing.T) []*cancelTree {
 	return trees
 }
 
-// cancelEvict does f to every file under root, then drops its contents
+// evictTree does f to every file under root, then drops its contents
 // from the page cache.
-func cancelEvict(root string, f func(*os.File) error) error {
+func evictTree(root string, f func(*os.File) error) error {
 	return filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
 			return err
@@ -375,7 +375,7 @@ func (c *cancelCase) run() (outcome string, err error) {
 		opt.Checkpoints = c.tree.cps.Clone()
 	}
 	if c.tree.cold {
-		if err := cancelEvict(c.tree.root, func(*os.File) error { return nil }); err != nil {
+		if err := evictTree(c.tree.root, func(*os.File) error { return nil }); err != nil {
 			return "", err
 		}
 	}
