@@ -33,9 +33,7 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	code := m.Run()
-	if builtDir != "" {
-		os.RemoveAll(builtDir)
-	}
+	commands.Remove()
 	os.Exit(code)
 }
 

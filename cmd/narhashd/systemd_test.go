@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,31 +22,19 @@ import (
 // wait bounds every wait of these tests; none sleeps.
 const wait = 30 * time.Second
 
-// builtDir holds the narhashd the tests built, removed by TestMain.
-var builtDir string
-
-var built = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "narhashd-bin-")
-	if err != nil {
-		return "", err
-	}
-	builtDir = dir
-	out, err := exec.Command("go", "build", "-o", dir, "github.com/narhash/narhash/cmd/narhashd").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v: %s", err, out)
-	}
-	return filepath.Join(dir, "narhashd"), nil
-})
+// commands is narhashd, built once for the tests that run it as systemd
+// would.
+var commands = nartest.NewCommands("github.com/narhash/narhash/cmd/narhashd")
 
 // narhashdBinary builds narhashd once for the tests that run it as
 // systemd would.
 func narhashdBinary(t *testing.T) string {
 	t.Helper()
-	bin, err := built()
+	dir, err := commands.Dir()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return bin
+	return filepath.Join(dir, "narhashd")
 }
 
 // checkHash compares the daemon's hash of root with an offline hash and,

@@ -6,13 +6,11 @@ package nvim_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,28 +21,12 @@ import (
 // wait bounds every wait of the test; none sleeps.
 const wait = 2 * time.Minute
 
-// builtDir holds the commands the tests built, removed by TestMain.
-var builtDir string
-
-var built = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "narhash-nvim-bin-")
-	if err != nil {
-		return "", err
-	}
-	builtDir = dir
-	out, err := exec.Command("go", "build", "-o", dir,
-		"github.com/narhash/narhash/cmd/narhash", "github.com/narhash/narhash/cmd/narhashd").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v: %s", err, out)
-	}
-	return dir, nil
-})
+// commands are narhash and narhashd, built once for the tests.
+var commands = nartest.NewCommands("github.com/narhash/narhash/cmd/narhash", "github.com/narhash/narhash/cmd/narhashd")
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if builtDir != "" {
-		os.RemoveAll(builtDir)
-	}
+	commands.Remove()
 	os.Exit(code)
 }
 
@@ -197,7 +179,7 @@ func needNvim(t *testing.T) string {
 	if _, err := exec.LookPath("nvim"); err != nil {
 		t.Skip("nvim not installed (Debian: apt-get install neovim): the editor plugin is not tested")
 	}
-	bin, err := built()
+	bin, err := commands.Dir()
 	if err != nil {
 		t.Fatal(err)
 	}
