@@ -15,6 +15,7 @@ import (
 
 	"github.com/narhash/narhash/api"
 	"github.com/narhash/narhash/nar"
+	"github.com/narhash/narhash/nar/nartest"
 )
 
 // The incremental rehash (issue 9), with -trees edits and -trees 200k:
@@ -233,7 +234,7 @@ func benchEdits(ctx context.Context, stdout, stderr io.Writer, dir, narhashd str
 		path := filepath.Join(tree, f.path)
 		suffix := float64(size-f.offset) / float64(size)
 		t0 := time.Now()
-		if err := appendLine(path, fmt.Sprintf("\n// narhash benchmark edit %d\n", i)); err != nil {
+		if err := nartest.AppendTo(path, fmt.Sprintf("\n// narhash benchmark edit %d\n", i)); err != nil {
 			return err
 		}
 		got, err := d.c.Hash(ctx, tree, "", false)
@@ -349,7 +350,7 @@ func bench200k(ctx context.Context, stdout, stderr io.Writer, dir, narhashd stri
 	for i := range 20 {
 		p := filepath.Join(tree, fmt.Sprintf("d%03d/e%d/f%02d.txt", rng.IntN(200), rng.IntN(10), rng.IntN(100)))
 		t0 := time.Now()
-		if err := appendLine(p, fmt.Sprintf("edit %d\n", i)); err != nil {
+		if err := nartest.AppendTo(p, fmt.Sprintf("edit %d\n", i)); err != nil {
 			return err
 		}
 		if _, err := d.c.Hash(ctx, tree, "", false); err != nil {
@@ -375,18 +376,6 @@ func bench200k(ctx context.Context, stdout, stderr io.Writer, dir, narhashd stri
 		tree, watches, loadavg(), d.ready.Seconds(), float64(rss0)/1024, float64(hwm0)/1024, float64(rss)/1024, float64(hwm)/1024,
 		ms(pct(q, 50)), ms(pct(q, 99)), ms(pct(e, 50)), ms(pct(e, 90)), ms(pct(full, 50)))
 	return nil
-}
-
-func appendLine(path, s string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteString(s)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 func median64(v []float64) float64 {

@@ -81,7 +81,7 @@ func Edit(rng *rand.Rand, root string, kind int) (changed []string, what string,
 	case 0:
 		p := all[0]
 		if fi, _ := os.Lstat(abs(p)); fi.Mode().IsRegular() {
-			return []string{p}, "the first entry " + p + " appended to", appendTo(abs(p), "first")
+			return []string{p}, "the first entry " + p + " appended to", AppendTo(abs(p), "first")
 		}
 		return []string{p}, "the first entry " + p + " removed", os.RemoveAll(abs(p))
 	case 1:
@@ -92,7 +92,7 @@ func Edit(rng *rand.Rand, root string, kind int) (changed []string, what string,
 				break
 			}
 		}
-		return []string{p}, "the last file " + p + " appended to", appendTo(abs(p), "last")
+		return []string{p}, "the last file " + p + " appended to", AppendTo(abs(p), "last")
 	case 2:
 		p := pick(files)
 		return []string{p}, "the contents of " + p, os.WriteFile(abs(p), Bytes(rng, rng.IntN(3000)), 0o644)
@@ -154,7 +154,9 @@ func Edit(rng *rand.Rand, root string, kind int) (changed []string, what string,
 	return nil, "", fmt.Errorf("no edit of kind %d", kind)
 }
 
-func appendTo(path, s string) error {
+// AppendTo appends s to the existing file at path, as an editor's save
+// of a longer file would change it.
+func AppendTo(path, s string) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return err
