@@ -231,6 +231,9 @@ type pipeline struct {
 	// page cache (see readFast); the packer sets prefetchers going on
 	// them (prefetch.go).
 	blocked atomic.Int64
+	// noatimeDenied is set once an open with O_NOATIME failed with EPERM
+	// (see openFile).
+	noatimeDenied atomic.Bool
 	// ahead takes what the prefetchers warm (prefetch.go), from the
 	// packer and from the prefetchers themselves. It is never closed:
 	// the prefetchers run until the dump's context is done, and Dump

@@ -114,7 +114,7 @@ func (k *packer) adapt() {
 	}
 	n := min(maxPrefetchers, max(firstPrefetch, 2*k.prefetchers))
 	for ; k.prefetchers < n; k.prefetchers++ {
-		k.p.wg.Go(func() { prefetcher(k.ctx, k.p.ahead) })
+		k.p.wg.Go(func() { k.p.prefetcher(k.ctx) })
 	}
 	for ; k.readers < coldReaders; k.readers++ {
 		k.p.startReader(k.ctx)
@@ -126,20 +126,20 @@ func (k *packer) adapt() {
 // subdirectories to the prefetchers in turn: the listing runs ahead of
 // the walk, as far as the queue has room. Once the dump stops, it only
 // gives back the references its work holds.
-func prefetcher(ctx context.Context, ahead chan prefetch) {
+func (p *pipeline) prefetcher(ctx context.Context) {
 	var buf []byte // getdents's, for directories
 	for {
 		var f prefetch
 		select {
-		case f = <-ahead:
+		case f = <-p.ahead:
 		case <-ctx.Done():
 			return // Dump drains ahead once no prefetcher can offer to it
 		}
 		if ctx.Err() == nil {
 			if f.isDir {
-				buf = prefetchDir(ahead, f, buf)
+				buf = prefetchDir(p.ahead, f, buf)
 			} else {
-				prefetchOpen(f)
+				p.prefetchOpen(f)
 			}
 		}
 		f.dir.release()
@@ -154,11 +154,8 @@ func (p *pipeline) drainAhead() {
 	}
 }
 
-func prefetchOpen(f prefetch) {
-	fd, err := openat(f.dir.fd, &f.name[0], openFileFlags|oNoatime)
-	if err == unix.EPERM {
-		fd, err = openat(f.dir.fd, &f.name[0], openFileFlags)
-	}
+func (p *pipeline) prefetchOpen(f prefetch) {
+	fd, err := p.openFile(f.dir.fd, &f.name[0])
 	if err != nil {
 		return
 	}
