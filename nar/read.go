@@ -117,7 +117,11 @@ func readFile(ctx context.Context, p *pipeline, b *batch, i int, at int) (int64,
 		}
 		return 0, &fs.PathError{Op: "open", Path: itemPath(b, it), Err: err}
 	}
-	defer closeFD(fd)
+	if it.dir.fs.localClock {
+		defer closeLocal(fd)
+	} else {
+		defer closeFD(fd)
+	}
 	it.off, it.end = at, at
 	if room := len(b.arena) - at; it.dir.fs.localClock && room > 0 {
 		n, err := p.readFast(fd, it.dir.fs, b.arena[at:])
@@ -128,7 +132,7 @@ func readFile(ctx context.Context, p *pipeline, b *batch, i int, at int) (int64,
 			testHookRead(itemPath(b, it))
 		}
 		var st unix.Stat_t
-		if err := fstat(fd, &st); err != nil {
+		if err := fstatLocal(fd, &st); err != nil {
 			return 0, &fs.PathError{Op: "fstat", Path: itemPath(b, it), Err: err}
 		}
 		info := infoOf(&st)

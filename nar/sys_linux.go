@@ -74,6 +74,28 @@ func getdents(fd int, buf []byte) (int, error) {
 
 func closeFD(fd int) { unix.Close(fd) }
 
+// fstatLocal and closeLocal are fstat and closeFD for a file opened for
+// reading on a filesystem where localClock holds (disk and memory
+// filesystems), on which neither call waits for a device, a server or a
+// FUSE daemon. They skip the Go scheduler's bookkeeping around a system
+// call that may block (RawSyscall): 3-5 % of the time of a dump of
+// 100,000 tiny files on 2 cores (211 ms to 204 ms, medians of 31 runs). Anywhere else a close may wait (NFS flushes, FUSE
+// sends FLUSH), and a goroutine in a raw system call keeps its processor,
+// and the garbage collector waits for it to come back.
+func fstatLocal(fd int, st *unix.Stat_t) error {
+	for {
+		_, _, e := unix.RawSyscall(unix.SYS_FSTAT, uintptr(fd), uintptr(unsafe.Pointer(st)), 0)
+		if e == 0 {
+			return nil
+		}
+		if e != unix.EINTR {
+			return e
+		}
+	}
+}
+
+func closeLocal(fd int) { unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0) }
+
 // fastPath: Dump runs the pipeline of dump.go, not the portable dump.
 const fastPath = true
 
@@ -96,12 +118,13 @@ func readOnce(fd int, p []byte) (int, error) {
 // that must not block (preadv2 with RWF_NOWAIT): it fails with EAGAIN if
 // none of the bytes is in the page cache, returns fewer if only some are,
 // and fails with EOPNOTSUPP where the filesystem cannot tell (tmpfs) and
-// EINVAL or ENOSYS on kernels before 4.14.
+// EINVAL or ENOSYS on kernels before 4.14. Since it cannot block, it
+// is a raw system call, as fstatLocal is.
 func readNoWait(fd int, p []byte) (int, error) {
 	iov := unix.Iovec{Base: &p[0]}
 	iov.SetLen(len(p))
 	for {
-		n, _, e := unix.Syscall6(unix.SYS_PREADV2, uintptr(fd), uintptr(unsafe.Pointer(&iov)), 1, 0, 0, unix.RWF_NOWAIT)
+		n, _, e := unix.RawSyscall6(unix.SYS_PREADV2, uintptr(fd), uintptr(unsafe.Pointer(&iov)), 1, 0, 0, unix.RWF_NOWAIT)
 		if e == unix.EINTR {
 			continue
 		}

@@ -40,6 +40,10 @@ func getdents(int, []byte) (int, error) { return 0, unix.ENOSYS }
 
 func closeFD(fd int) { unix.Close(fd) }
 
+func fstatLocal(fd int, st *unix.Stat_t) error { return fstat(fd, st) }
+
+func closeLocal(fd int) { closeFD(fd) }
+
 func readOnce(fd int, p []byte) (int, error) { return unix.Read(fd, p) }
 
 func readNoWait(int, []byte) (int, error) { return 0, unix.ENOSYS }
