@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -160,55 +161,83 @@ func TestTornRead(t *testing.T) {
 }
 
 // TestTornReadFastPath changes a file that is old enough to be read the
-// fast way (read, then one stat): the dump must notice, fall back to the
-// careful read, and return the archive of the tree as it is after the
-// change, or fail with ErrChanged; never a mixture.
+// fast way (read, then one stat), of each size that takes a path of its
+// own: whole in its first read, larger than that but within the arena,
+// and streamed.
+//   - Changed after its first read: the dump must notice, read it the
+//     careful way, and return the archive of the tree as it is after the
+//     change, or fail with ErrChanged; never a mixture.
+//   - Changed after the rest of a larger file was read (its first bytes in
+//     the first read, before the stat, the rest after): the dump must fail
+//     with ErrChanged.
 func TestTornReadFastPath(t *testing.T) {
 	defer func(m time.Duration) { racyMargin = m }(racyMargin)
 	racyMargin = 20 * time.Millisecond
-	for _, tc := range []struct {
-		name   string
-		change func(path string) error
-	}{
-		{"append", func(p string) error { return appendFile(p, "more") }},
-		{"same size", func(p string) error { return os.WriteFile(p, []byte("XXXXXXXX"), 0o644) }},
-		{"truncate", func(p string) error { return os.Truncate(p, 1) }},
-		{"chmod", func(p string) error { return os.Chmod(p, 0o755) }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			root := nartest.TempDir(t)
-			b := &nartest.Builder{Root: root}
-			b.File("a", []byte("before a"), 0o644)
-			b.File("target", []byte("12345678"), 0o644)
-			b.File("z", []byte("after z"), 0o644)
-			must(t, b.Err)
-			target := filepath.Join(root, "target")
-			nartest.WaitOlderThan(t, 2*racyMargin, target)
-			calls := 0
-			testHookRead = func(path string) {
-				if path == target {
-					if calls++; calls == 1 {
-						must(t, tc.change(path))
+	for _, size := range []int{8, 3*firstRead + 1, 2*arenaSize + 5} {
+		for _, at := range []int{1, 2} {
+			if at == 2 && size <= firstRead {
+				continue // read whole at once: there is no rest to read
+			}
+			for _, tc := range []struct {
+				name   string
+				change func(path string) error
+			}{
+				{"append", func(p string) error { return appendFile(p, "more") }},
+				{"same size", func(p string) error { return writeAt(p, "XXXXXXXX", int64(size/2)) }},
+				{"truncate", func(p string) error { return os.Truncate(p, 1) }},
+				{"chmod", func(p string) error { return os.Chmod(p, 0o755) }},
+			} {
+				t.Run(fmt.Sprintf("%d bytes/read %d/%s", size, at, tc.name), func(t *testing.T) {
+					root := nartest.TempDir(t)
+					b := &nartest.Builder{Root: root}
+					b.File("a", []byte("before a"), 0o644)
+					b.File("target", nartest.Bytes(rand.New(rand.NewPCG(uint64(size), 1)), size), 0o644)
+					b.File("z", []byte("after z"), 0o644)
+					must(t, b.Err)
+					target := filepath.Join(root, "target")
+					nartest.WaitOlderThan(t, 2*racyMargin, target)
+					calls := 0
+					testHookRead = func(path string) {
+						if path == target {
+							if calls++; calls == at {
+								must(t, tc.change(path))
+							}
+						}
 					}
-				}
+					defer func() { testHookRead = nil }()
+					var got bytes.Buffer
+					_, err := Dump(context.Background(), &got, root, nil)
+					testHookRead = nil
+					if calls != 2 {
+						t.Fatalf("hook ran %d times; want 2 (the first read, then the rest or the careful one)", calls)
+					}
+					if errors.Is(err, ErrChanged) {
+						return
+					}
+					if at == 2 {
+						t.Fatalf("got %v; want ErrChanged", err)
+					}
+					must(t, err)
+					want, _ := dumpBytes(t, root, 0)
+					if !bytes.Equal(got.Bytes(), want) {
+						t.Fatal("dump is neither ErrChanged nor the archive of the changed tree")
+					}
+				})
 			}
-			defer func() { testHookRead = nil }()
-			var got bytes.Buffer
-			_, err := Dump(context.Background(), &got, root, nil)
-			testHookRead = nil
-			if calls != 2 {
-				t.Fatalf("hook ran %d times; want 2 (the fast read, then the careful one)", calls)
-			}
-			if errors.Is(err, ErrChanged) {
-				return
-			}
-			must(t, err)
-			want, _ := dumpBytes(t, root, 0)
-			if !bytes.Equal(got.Bytes(), want) {
-				t.Fatal("dump is neither ErrChanged nor the archive of the changed tree")
-			}
-		})
+		}
 	}
+}
+
+func writeAt(path, s string, off int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt([]byte(s), off); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func appendFile(path, s string) error {

@@ -150,11 +150,15 @@ func (e *emitter) item(ctx context.Context, b *batch, it *item) error {
 	if err := e.w.File(it.info.mode&modeExec != 0, it.info.size); err != nil {
 		return err
 	}
+	// The contents: what the reader read into the arena, then what it
+	// streams, if the file did not fit.
+	if _, err := e.w.Write(b.arena[it.off:it.end]); err != nil {
+		return err
+	}
 	if it.stream != nil {
 		return e.stream(ctx, it)
 	}
-	_, err := e.w.Write(b.arena[it.off:it.end])
-	return err
+	return nil
 }
 
 // account adds an item, named name (nil for the root and the end of a

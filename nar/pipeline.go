@@ -94,6 +94,10 @@ const (
 	smallChunkSize  = 256 << 10
 	chunksInFlight  = 3  // chunks of one file read ahead of the writer
 	firstBatchFiles = 32 // files in a batch before any file size is known
+	// firstRead is the most a file's first read takes (see readFile):
+	// a larger file keeps what it read, and no more, of its batch's arena
+	// when it is streamed.
+	firstRead = 64 << 10
 	// earlyAdvance is how many bytes of contents a reader publishes at
 	// a time, rather than the whole batch at once, while the writer waits
 	// for it: a wake per file would cost more than it saves on tiny files.
@@ -120,7 +124,7 @@ type item struct {
 	info   fileInfo // lstat (symlinks), fstat (directories, and files once opened)
 	dir    *dirRef  // files: the directory to open the file in
 	// off and end bound a file's contents in the arena once it is
-	// ready, unless it is streamed.
+	// ready; a streamed file's stream carries the rest.
 	off, end int
 	// stream carries the contents of a file too large for the arena,
 	// chunk by chunk, from its reader to the writer.
@@ -272,15 +276,16 @@ func (p *pipeline) freeBatch(ctx context.Context) (*batch, error) {
 // batchPool keeps batches, with their arenas, from one dump to the next.
 var batchPool = sync.Pool{New: func() any { return newBatch(arenaSize) }}
 
-// Chunk buffers: small ones for files that merely overflowed their
-// batch's arena, large ones for large files.
+// Chunk buffers: small ones for the rest of a file that merely overflowed
+// its batch's arena, large ones for large files.
 var (
 	chunkPool      = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
 	smallChunkPool = sync.Pool{New: func() any { b := make([]byte, smallChunkSize); return &b }}
 )
 
-func getChunk(fileSize int64) *[]byte {
-	if fileSize <= smallChunkSize {
+// getChunk returns a chunk buffer for a stream with left bytes to come.
+func getChunk(left int64) *[]byte {
+	if left <= smallChunkSize {
 		return smallChunkPool.Get().(*[]byte)
 	}
 	return chunkPool.Get().(*[]byte)

@@ -102,9 +102,11 @@ var racyMargin = 2 * time.Second
 // wrote, truncated or chmod'ed it since, for every such change sets ctime
 // to the current time; so the bytes read are the file's, whole. That
 // holds only where ctime comes from this machine's clock (localClock).
-// A file changed recently ("racy", as git says), on another filesystem,
-// or too large for the arena takes the careful path: stat, read, stat
-// again, and compare.
+// The first read takes at most firstRead bytes: a file larger than that
+// keeps them at the start of its contents, and reads or streams the rest
+// between that stat and another, which must agree, as does a file changed
+// recently ("racy", as git says) or on another filesystem (the careful
+// path: stat, read, stat again, and compare).
 func readFile(ctx context.Context, p *pipeline, b *batch, i int, at int) (int64, error) {
 	it := &b.items[i]
 	name := b.names[it.name.off : it.name.off+it.name.len+1]
@@ -123,8 +125,8 @@ func readFile(ctx context.Context, p *pipeline, b *batch, i int, at int) (int64,
 		defer closeFD(fd)
 	}
 	it.off, it.end = at, at
-	if room := len(b.arena) - at; it.dir.fs.localClock && room > 0 {
-		n, err := p.readFast(fd, it.dir.fs, b.arena[at:])
+	if room := min(len(b.arena)-at, firstRead); it.dir.fs.localClock && room > 0 {
+		n, err := p.readFast(fd, it.dir.fs, b.arena[at:at+room])
 		if err != nil {
 			return 0, &fs.PathError{Op: "read", Path: itemPath(b, it), Err: err}
 		}
@@ -136,11 +138,14 @@ func readFile(ctx context.Context, p *pipeline, b *batch, i int, at int) (int64,
 			return 0, &fs.PathError{Op: "fstat", Path: itemPath(b, it), Err: err}
 		}
 		info := infoOf(&st)
-		if info.mode&modeType == modeReg && info.size == int64(n) && n < room && info.nlink > 0 &&
+		if info.mode&modeType == modeReg && info.nlink > 0 && int64(n) <= info.size &&
 			info.ctime < p.racyBefore && info.mtime < p.racyBefore {
 			it.info = info
 			it.end = at + n
-			return info.size, nil
+			if info.size == int64(n) {
+				return info.size, nil
+			}
+			return readRest(ctx, b, i, fd)
 		}
 	}
 	return readCareful(ctx, b, i, fd)
@@ -161,23 +166,33 @@ func readCareful(ctx context.Context, b *batch, i int, fd int) (int64, error) {
 	case it.info.nlink == 0:
 		return 0, fileChanged(b, it, "was deleted")
 	}
-	size := it.info.size
+	it.end = it.off
+	return readRest(ctx, b, i, fd)
+}
+
+// readRest reads what follows the start of a file that is in the arena
+// already (it.off to it.end, perhaps nothing), up to the size of the
+// stat in it.info: into the arena after it if the file fits there, or else
+// streamed. Then it stats the file again, which must agree.
+func readRest(ctx context.Context, b *batch, i int, fd int) (int64, error) {
+	it := &b.items[i]
+	size, have := it.info.size, int64(it.end-it.off)
 	if size <= int64(len(b.arena)-it.off) {
-		n, err := pread(fd, b.arena[it.off:it.off+int(size)], 0)
+		n, err := pread(fd, b.arena[it.end:it.off+int(size)], have)
 		if err != nil {
 			return 0, &fs.PathError{Op: "read", Path: itemPath(b, it), Err: err}
 		}
-		if int64(n) < size {
+		if int64(n) < size-have {
 			return 0, fileChanged(b, it, "shrank")
 		}
-		it.end = it.off + n
+		it.end = it.off + int(size)
 		return size, checkAfter(b, it, fd)
 	}
-	// Too large for what is left of the arena: stream it. The writer
-	// may take the item as soon as its stream exists.
+	// Too large for what is left of the arena: stream the rest. The
+	// writer may take the item as soon as its stream exists.
 	it.stream = make(chan chunk, chunksInFlight)
 	b.advance(i + 1)
-	err := stream(ctx, b, it, fd)
+	err := stream(ctx, b, it, fd, have)
 	close(it.stream)
 	if err != nil {
 		return 0, err
@@ -185,10 +200,10 @@ func readCareful(ctx context.Context, b *batch, i int, fd int) (int64, error) {
 	return size, nil
 }
 
-// stream sends a file's contents to the writer in chunks.
-func stream(ctx context.Context, b *batch, it *item, fd int) error {
-	for off := int64(0); off < it.info.size; {
-		buf := getChunk(it.info.size)
+// stream sends a file's contents from off to the writer in chunks.
+func stream(ctx context.Context, b *batch, it *item, fd int, off int64) error {
+	for off < it.info.size {
+		buf := getChunk(it.info.size - off)
 		want := int(min(it.info.size-off, int64(len(*buf))))
 		n, err := pread(fd, (*buf)[:want], off)
 		if err != nil {
