@@ -122,8 +122,10 @@ func (k *packer) add(it item, name, target []byte) error {
 }
 
 // next sends the current batch and starts a new one. A batch takes about
-// as many files as fit half its arena at the average file size read so
-// far.
+// as many files as fit half its arena at the average arena bytes a file
+// took so far: a large file's size would make batches of small files
+// small, and the batches in flight hold less than they could (on GOROOT,
+// where half the bytes are in 23 files, about 30 files each, not 90).
 func (k *packer) next() error {
 	if err := k.send(); err != nil {
 		return err
@@ -136,7 +138,7 @@ func (k *packer) next() error {
 	k.batchDir, k.batchDirs = nil, 0
 	k.room = firstBatchFiles // until the readers have seen some sizes
 	if files := k.p.files.Load(); files > 0 {
-		avg := max(1, k.p.bytes.Load()/files)
+		avg := max(1, k.p.used.Load()/files)
 		k.room = int(min(batchItems, max(1, arenaSize/(2*avg))))
 	}
 	return nil

@@ -229,8 +229,9 @@ type pipeline struct {
 	free  chan *batch // writer -> walker, batches to reuse
 	made  int         // batches taken from batchPool so far (walker only)
 	limit int         // how many batches may exist: batchesInFlight or coldBatches (walker only)
-	// files and bytes read so far, for the walker to size batches.
-	files, bytes atomic.Int64
+	// files read so far, and the arena bytes they took (a streamed file
+	// takes only its first read's), for the packer to size batches.
+	files, used atomic.Int64
 	// blocked counts the reads that found their file's bytes not in the
 	// page cache (see readFast); the packer sets prefetchers going on
 	// them (prefetch.go).

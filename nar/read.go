@@ -30,7 +30,7 @@ func (p *pipeline) startReader(ctx context.Context) {
 // fill reads the contents of a batch's files into its arena, in order,
 // and publishes its progress as it goes.
 func fill(ctx context.Context, p *pipeline, b *batch) {
-	var files, bytes int64
+	var files, used int64
 	at, shown := 0, 0 // where the next file's contents go in the arena
 	for i := range b.items {
 		it := &b.items[i]
@@ -41,21 +41,20 @@ func fill(ctx context.Context, p *pipeline, b *batch) {
 			it.dir.release()
 			continue
 		}
-		size, err := readFile(ctx, p, b, i, at)
-		if err != nil {
+		if err := readFile(ctx, p, b, i, at); err != nil {
 			b.fail(err)
 			continue
 		}
 		at = it.end
 		files++
-		bytes += size
+		used += int64(it.end - it.off)
 		if at-shown >= earlyAdvance && b.waiting.Load() {
 			b.advance(i + 1)
 			shown = at
 		}
 	}
 	p.files.Add(files)
-	p.bytes.Add(bytes)
+	p.used.Add(used)
 	switch {
 	case b.err != nil:
 	case ctx.Err() != nil:
@@ -107,7 +106,7 @@ var racyMargin = 2 * time.Second
 // between that stat and another, which must agree, as does a file changed
 // recently ("racy", as git says) or on another filesystem (the careful
 // path: stat, read, stat again, and compare).
-func readFile(ctx context.Context, p *pipeline, b *batch, i int, at int) (int64, error) {
+func readFile(ctx context.Context, p *pipeline, b *batch, i int, at int) error {
 	it := &b.items[i]
 	name := b.names[it.name.off : it.name.off+it.name.len+1]
 	fd, err := p.openFile(it.dir.fd, &name[0])
@@ -115,9 +114,9 @@ func readFile(ctx context.Context, p *pipeline, b *batch, i int, at int) (int64,
 	if err != nil {
 		switch err {
 		case unix.ENOENT, unix.ELOOP:
-			return 0, fileChanged(b, it, "was replaced or deleted")
+			return fileChanged(b, it, "was replaced or deleted")
 		}
-		return 0, &fs.PathError{Op: "open", Path: itemPath(b, it), Err: err}
+		return &fs.PathError{Op: "open", Path: itemPath(b, it), Err: err}
 	}
 	if it.dir.fs.localClock {
 		defer closeLocal(fd)
@@ -128,14 +127,14 @@ func readFile(ctx context.Context, p *pipeline, b *batch, i int, at int) (int64,
 	if room := min(len(b.arena)-at, firstRead); it.dir.fs.localClock && room > 0 {
 		n, err := p.readFast(fd, it.dir.fs, b.arena[at:at+room])
 		if err != nil {
-			return 0, &fs.PathError{Op: "read", Path: itemPath(b, it), Err: err}
+			return &fs.PathError{Op: "read", Path: itemPath(b, it), Err: err}
 		}
 		if testHookRead != nil {
 			testHookRead(itemPath(b, it))
 		}
 		var st unix.Stat_t
 		if err := fstatLocal(fd, &st); err != nil {
-			return 0, &fs.PathError{Op: "fstat", Path: itemPath(b, it), Err: err}
+			return &fs.PathError{Op: "fstat", Path: itemPath(b, it), Err: err}
 		}
 		info := infoOf(&st)
 		if info.mode&modeType == modeReg && info.nlink > 0 && int64(n) <= info.size &&
@@ -143,7 +142,7 @@ func readFile(ctx context.Context, p *pipeline, b *batch, i int, at int) (int64,
 			it.info = info
 			it.end = at + n
 			if info.size == int64(n) {
-				return info.size, nil
+				return nil
 			}
 			return readRest(ctx, b, i, fd)
 		}
@@ -153,18 +152,18 @@ func readFile(ctx context.Context, p *pipeline, b *batch, i int, at int) (int64,
 
 // readCareful reads a file between two stats of it, which must agree,
 // into the arena from it.off, or streams it.
-func readCareful(ctx context.Context, b *batch, i int, fd int) (int64, error) {
+func readCareful(ctx context.Context, b *batch, i int, fd int) error {
 	it := &b.items[i]
 	var st unix.Stat_t
 	if err := fstat(fd, &st); err != nil {
-		return 0, &fs.PathError{Op: "fstat", Path: itemPath(b, it), Err: err}
+		return &fs.PathError{Op: "fstat", Path: itemPath(b, it), Err: err}
 	}
 	it.info = infoOf(&st)
 	switch {
 	case it.info.mode&modeType != modeReg:
-		return 0, fileChanged(b, it, "was replaced")
+		return fileChanged(b, it, "was replaced")
 	case it.info.nlink == 0:
-		return 0, fileChanged(b, it, "was deleted")
+		return fileChanged(b, it, "was deleted")
 	}
 	it.end = it.off
 	return readRest(ctx, b, i, fd)
@@ -174,19 +173,19 @@ func readCareful(ctx context.Context, b *batch, i int, fd int) (int64, error) {
 // already (it.off to it.end, perhaps nothing), up to the size of the
 // stat in it.info: into the arena after it if the file fits there, or else
 // streamed. Then it stats the file again, which must agree.
-func readRest(ctx context.Context, b *batch, i int, fd int) (int64, error) {
+func readRest(ctx context.Context, b *batch, i int, fd int) error {
 	it := &b.items[i]
 	size, have := it.info.size, int64(it.end-it.off)
 	if size <= int64(len(b.arena)-it.off) {
 		n, err := pread(fd, b.arena[it.end:it.off+int(size)], have)
 		if err != nil {
-			return 0, &fs.PathError{Op: "read", Path: itemPath(b, it), Err: err}
+			return &fs.PathError{Op: "read", Path: itemPath(b, it), Err: err}
 		}
 		if int64(n) < size-have {
-			return 0, fileChanged(b, it, "shrank")
+			return fileChanged(b, it, "shrank")
 		}
 		it.end = it.off + int(size)
-		return size, checkAfter(b, it, fd)
+		return checkAfter(b, it, fd)
 	}
 	// Too large for what is left of the arena: stream the rest. The
 	// writer may take the item as soon as its stream exists.
@@ -194,10 +193,7 @@ func readRest(ctx context.Context, b *batch, i int, fd int) (int64, error) {
 	b.advance(i + 1)
 	err := stream(ctx, b, it, fd, have)
 	close(it.stream)
-	if err != nil {
-		return 0, err
-	}
-	return size, nil
+	return err
 }
 
 // stream sends a file's contents from off to the writer in chunks.
