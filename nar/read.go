@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"runtime"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -210,11 +211,18 @@ func stream(ctx context.Context, b *batch, it *item, fd int, off int64) error {
 			putChunk(buf)
 			return fileChanged(b, it, "shrank")
 		}
+		idle := len(it.stream) == 0 // the writer may be waiting for it
 		select {
 		case it.stream <- chunk{buf: buf, n: n}:
 		case <-ctx.Done():
 			putChunk(buf)
 			return context.Cause(ctx)
+		}
+		if idle && b.yield {
+			// As in advance: the send readied the writer to run next
+			// on this processor, where it would wait out the next
+			// chunk's read.
+			runtime.Gosched()
 		}
 		off += int64(n)
 	}
