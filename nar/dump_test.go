@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -402,4 +403,68 @@ func openFDTargets() string {
 		fmt.Fprintf(&b, "fd %s: %q\n", e.Name(), target)
 	}
 	return b.String()
+}
+
+// blockedWriter blocks every Write until release is closed.
+type blockedWriter struct{ release chan struct{} }
+
+func (w blockedWriter) Write(p []byte) (int, error) {
+	<-w.release
+	return len(p), nil
+}
+
+// TestReaderChunksBounded stops the writer at its first write and lets
+// the readers stream files ahead of it as far as they can: a reader must
+// then wait for its chunk buffers to come back, not take more.
+func TestReaderChunksBounded(t *testing.T) {
+	root := nartest.TempDir(t)
+	b := &nartest.Builder{Root: root}
+	for i := range 12 {
+		b.File(fmt.Sprintf("f%02d", i), make([]byte, 2*chunkSize+7), 0o644)
+	}
+	must(t, b.Err)
+	var made atomic.Int64
+	testHookChunkMade = func() { made.Add(1) }
+	defer func() { testHookChunkMade = nil }()
+
+	const readers = 2
+	w := blockedWriter{make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := Dump(context.Background(), w, root, &DumpOptions{Readers: readers})
+		done <- err
+	}()
+	// Wait until the readers have streamed something and none can go on:
+	// each waits for a chunk buffer, for the writer to take a chunk, or
+	// for a batch. (A reader streaming the files waits for nothing else
+	// before the last is read.)
+	for deadline := time.Now().Add(10 * time.Second); made.Load() == 0 || !readersWaiting(); {
+		if time.Now().After(deadline) {
+			close(w.release)
+			t.Fatalf("the readers still run 10 s after the writer stopped (%d chunk buffers taken)", made.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := made.Load(); n > readers*readerChunks {
+		t.Errorf("%d readers took %d chunk buffers while the writer was stopped; want at most %d each", readers, n, readerChunks)
+	}
+	close(w.release)
+	must(t, <-done)
+}
+
+// readersWaiting reports whether every reader goroutine there is (if any
+// is left) waits on a channel.
+func readersWaiting() bool {
+	buf := make([]byte, 1<<20)
+	stacks := string(buf[:runtime.Stack(buf, true)])
+	for _, g := range strings.Split(stacks, "\n\n") {
+		if !strings.Contains(g, "startReader") {
+			continue
+		}
+		header, _, _ := strings.Cut(g, "\n")
+		if !strings.Contains(header, "[select") && !strings.Contains(header, "[chan ") {
+			return false
+		}
+	}
+	return true
 }

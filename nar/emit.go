@@ -207,7 +207,7 @@ func (e *emitter) stream(ctx context.Context, it *item) error {
 			return nil
 		}
 		_, err := e.w.Write((*c.buf)[:c.n])
-		putChunk(c.buf)
+		c.release()
 		if err != nil {
 			return err
 		}

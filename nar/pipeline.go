@@ -73,10 +73,10 @@ import (
 // trees, warm on 2 cores: not worth a second encoder.)
 //
 // Sizes of the dump pipeline. Memory in use stays under
-// batchesInFlight*arenaSize + readers*(chunksInFlight+2)*chunkSize, for
-// at most one stream per reader is open: 26 MiB with two readers. A dump
-// whose reads block takes coldBatches and coldReaders instead
-// (prefetch.go), at most 112 MiB.
+// batchesInFlight*arenaSize + readers*readerChunks*chunkSize (each reader
+// streams files in chunks of its own: see chunks): 26 MiB with two
+// readers. A dump whose reads block takes coldBatches and coldReaders
+// instead (prefetch.go), at most 112 MiB.
 //
 // Measured on a copy of GOROOT, warm, on 2 cores (2026-11-21): 16
 // batches and 1 MiB chunks took 0.94-0.96 of the time of 8 batches and
@@ -85,15 +85,15 @@ import (
 // filling while the other reader has none left to fill; smaller chunks
 // fault in a quarter of the fresh memory a big file's stream takes.
 const (
-	arenaSize       = 1 << 20   // one batch's files' contents, those that fit
-	batchItems      = 512       // nodes in one batch at most
-	batchNames      = 256 << 10 // and bytes of their names and symlink targets
-	batchesInFlight = 16        // batches between the walker and the writer
-	coldBatches     = 32        // the same, once reads were seen to block
-	chunkSize       = 1 << 20   // a streamed file travels in chunks this big
-	smallChunkSize  = 256 << 10
-	chunksInFlight  = 3  // chunks of one file read ahead of the writer
-	firstBatchFiles = 32 // files in a batch before any file size is known
+	arenaSize       = 1 << 20            // one batch's files' contents, those that fit
+	batchItems      = 512                // nodes in one batch at most
+	batchNames      = 256 << 10          // and bytes of their names and symlink targets
+	batchesInFlight = 16                 // batches between the walker and the writer
+	coldBatches     = 32                 // the same, once reads were seen to block
+	chunkSize       = 1 << 20            // a streamed file travels in chunks this big
+	chunksInFlight  = 3                  // chunks of one file read ahead of the writer
+	readerChunks    = chunksInFlight + 2 // chunks of one reader's, in all of its streams
+	firstBatchFiles = 32                 // files in a batch before any file size is known
 	// firstRead is the most a file's first read takes (see readFile):
 	// a larger file keeps what it read, and no more, of its batch's arena
 	// when it is streamed.
@@ -164,8 +164,19 @@ func failedBatch(err error) *batch {
 
 // A chunk is a piece of a streamed file's contents.
 type chunk struct {
-	buf *[]byte
-	n   int
+	buf  *[]byte
+	n    int
+	home chan<- *[]byte // its reader's free chunks (see chunks)
+}
+
+// release gives the chunk's buffer back to its reader, once written. It
+// never waits: home has room for all of the reader's chunks.
+func (c chunk) release() {
+	select {
+	case c.home <- c.buf:
+	default: // not while chunks.get keeps to readerChunks
+		chunkPool.Put(c.buf)
+	}
 }
 
 func newBatch(arena int) *batch {
@@ -277,25 +288,62 @@ func (p *pipeline) freeBatch(ctx context.Context) (*batch, error) {
 // batchPool keeps batches, with their arenas, from one dump to the next.
 var batchPool = sync.Pool{New: func() any { return newBatch(arenaSize) }}
 
-// Chunk buffers: small ones for the rest of a file that merely overflowed
-// its batch's arena, large ones for large files.
-var (
-	chunkPool      = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
-	smallChunkPool = sync.Pool{New: func() any { b := make([]byte, smallChunkSize); return &b }}
-)
+// testHookChunkMade, when set, runs when a reader takes a chunk buffer
+// from chunkPool.
+var testHookChunkMade func()
 
-// getChunk returns a chunk buffer for a stream with left bytes to come.
-func getChunk(left int64) *[]byte {
-	if left <= smallChunkSize {
-		return smallChunkPool.Get().(*[]byte)
-	}
-	return chunkPool.Get().(*[]byte)
+// chunkPool keeps chunk buffers from one dump to the next.
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+
+// chunks are one reader's chunk buffers: it has readerChunks at most,
+// however many files it streams ahead of the writer, which gives each
+// back once written (to chunk.home, the reader's free). A reader waiting
+// for one only waits for the writer to get to what it sent already: the
+// writer takes a reader's streams in the order the reader made them, and
+// a stream's item, with everything before it in its batch, is ready for
+// the writer as soon as the stream exists.
+type chunks struct {
+	free chan *[]byte
+	made int // taken from chunkPool
 }
 
-func putChunk(b *[]byte) {
-	if len(*b) == smallChunkSize {
-		smallChunkPool.Put(b)
-	} else {
-		chunkPool.Put(b)
+func newChunks() *chunks { return &chunks{free: make(chan *[]byte, readerChunks)} }
+
+// get returns a free chunk buffer, waiting for the writer to give one back
+// if all of the reader's are out. It fails only when ctx is done.
+func (c *chunks) get(ctx context.Context) (*[]byte, error) {
+	select {
+	case buf := <-c.free:
+		return buf, nil
+	default:
+	}
+	if c.made < readerChunks {
+		c.made++
+		if testHookChunkMade != nil {
+			testHookChunkMade()
+		}
+		return chunkPool.Get().(*[]byte), nil
+	}
+	select {
+	case buf := <-c.free:
+		return buf, nil
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+}
+
+// put gives back a chunk buffer the reader did not send.
+func (c *chunks) put(buf *[]byte) { c.free <- buf }
+
+// close returns an exiting reader's free chunk buffers to chunkPool for
+// the next dump. (Those the writer gives back later are garbage.)
+func (c *chunks) close() {
+	for {
+		select {
+		case buf := <-c.free:
+			chunkPool.Put(buf)
+		default:
+			return
+		}
 	}
 }

@@ -22,15 +22,17 @@ var testHookNoatimeDenied func()
 // walk is done.
 func (p *pipeline) startReader(ctx context.Context) {
 	p.wg.Go(func() {
+		c := newChunks()
+		defer c.close()
 		for b := range p.work {
-			fill(ctx, p, b)
+			fill(ctx, p, c, b)
 		}
 	})
 }
 
 // fill reads the contents of a batch's files into its arena, in order,
 // and publishes its progress as it goes.
-func fill(ctx context.Context, p *pipeline, b *batch) {
+func fill(ctx context.Context, p *pipeline, c *chunks, b *batch) {
 	var files, used int64
 	at, shown := 0, 0 // where the next file's contents go in the arena
 	for i := range b.items {
@@ -42,7 +44,7 @@ func fill(ctx context.Context, p *pipeline, b *batch) {
 			it.dir.release()
 			continue
 		}
-		if err := readFile(ctx, p, b, i, at); err != nil {
+		if err := readFile(ctx, p, c, b, i, at); err != nil {
 			b.fail(err)
 			continue
 		}
@@ -107,7 +109,7 @@ var racyMargin = 2 * time.Second
 // between that stat and another, which must agree, as does a file changed
 // recently ("racy", as git says) or on another filesystem (the careful
 // path: stat, read, stat again, and compare).
-func readFile(ctx context.Context, p *pipeline, b *batch, i int, at int) error {
+func readFile(ctx context.Context, p *pipeline, c *chunks, b *batch, i int, at int) error {
 	it := &b.items[i]
 	name := b.names[it.name.off : it.name.off+it.name.len+1]
 	fd, err := p.openFile(it.dir.fd, &name[0])
@@ -145,15 +147,15 @@ func readFile(ctx context.Context, p *pipeline, b *batch, i int, at int) error {
 			if info.size == int64(n) {
 				return nil
 			}
-			return readRest(ctx, b, i, fd)
+			return readRest(ctx, c, b, i, fd)
 		}
 	}
-	return readCareful(ctx, b, i, fd)
+	return readCareful(ctx, c, b, i, fd)
 }
 
 // readCareful reads a file between two stats of it, which must agree,
 // into the arena from it.off, or streams it.
-func readCareful(ctx context.Context, b *batch, i int, fd int) error {
+func readCareful(ctx context.Context, c *chunks, b *batch, i int, fd int) error {
 	it := &b.items[i]
 	var st unix.Stat_t
 	if err := fstat(fd, &st); err != nil {
@@ -167,14 +169,14 @@ func readCareful(ctx context.Context, b *batch, i int, fd int) error {
 		return fileChanged(b, it, "was deleted")
 	}
 	it.end = it.off
-	return readRest(ctx, b, i, fd)
+	return readRest(ctx, c, b, i, fd)
 }
 
 // readRest reads what follows the start of a file that is in the arena
 // already (it.off to it.end, perhaps nothing), up to the size of the
 // stat in it.info: into the arena after it if the file fits there, or else
 // streamed. Then it stats the file again, which must agree.
-func readRest(ctx context.Context, b *batch, i int, fd int) error {
+func readRest(ctx context.Context, c *chunks, b *batch, i int, fd int) error {
 	it := &b.items[i]
 	size, have := it.info.size, int64(it.end-it.off)
 	if size <= int64(len(b.arena)-it.off) {
@@ -192,30 +194,33 @@ func readRest(ctx context.Context, b *batch, i int, fd int) error {
 	// writer may take the item as soon as its stream exists.
 	it.stream = make(chan chunk, chunksInFlight)
 	b.advance(i + 1)
-	err := stream(ctx, b, it, fd, have)
+	err := stream(ctx, c, b, it, fd, have)
 	close(it.stream)
 	return err
 }
 
 // stream sends a file's contents from off to the writer in chunks.
-func stream(ctx context.Context, b *batch, it *item, fd int, off int64) error {
+func stream(ctx context.Context, c *chunks, b *batch, it *item, fd int, off int64) error {
 	for off < it.info.size {
-		buf := getChunk(it.info.size - off)
+		buf, err := c.get(ctx)
+		if err != nil {
+			return err
+		}
 		want := int(min(it.info.size-off, int64(len(*buf))))
 		n, err := pread(fd, (*buf)[:want], off)
 		if err != nil {
-			putChunk(buf)
+			c.put(buf)
 			return &fs.PathError{Op: "read", Path: itemPath(b, it), Err: err}
 		}
 		if n < want {
-			putChunk(buf)
+			c.put(buf)
 			return fileChanged(b, it, "shrank")
 		}
 		idle := len(it.stream) == 0 // the writer may be waiting for it
 		select {
-		case it.stream <- chunk{buf: buf, n: n}:
+		case it.stream <- chunk{buf: buf, n: n, home: c.free}:
 		case <-ctx.Done():
-			putChunk(buf)
+			c.put(buf)
 			return context.Cause(ctx)
 		}
 		if idle && b.yield {
