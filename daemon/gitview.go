@@ -122,7 +122,7 @@ func (d *Daemon) runGit(j *job) {
 		j.fp, _, j.err = nar.StatSelection(j.ctx, v.Dir, v.Select)
 		return
 	}
-	j.res, j.err = hasher.HashPath(j.ctx, v.Dir, &hasher.Options{Select: v.Select})
+	j.res, j.err = hasher.HashPath(j.ctx, v.Dir, &hasher.Options{Select: v.Select, ColdProcs: nar.DefaultColdProcs})
 }
 
 // runGitOutside answers for the git view of a path outside every root,
@@ -147,7 +147,7 @@ func (d *Daemon) runGitOutside(j *job) {
 			return
 		}
 		start := time.Now()
-		res, err := hasher.HashPath(j.ctx, v.Dir, &hasher.Options{Select: v.Select})
+		res, err := hasher.HashPath(j.ctx, v.Dir, &hasher.Options{Select: v.Select, ColdProcs: nar.DefaultColdProcs})
 		if err != nil {
 			j.err = err
 			return

@@ -111,7 +111,7 @@ func (d *Daemon) runHash(j *job) {
 			j.cps, j.from = j.vcps.Clone(), last
 		}
 	}
-	opt := &hasher.Options{Checkpoints: j.cps, From: j.from}
+	opt := &hasher.Options{Checkpoints: j.cps, From: j.from, ColdProcs: nar.DefaultColdProcs}
 	j.res, j.err = hasher.HashPath(j.ctx, j.t.path, opt)
 	if j.err != nil && j.from != nil && j.ctx.Err() == nil {
 		// What the events vouched for did not hold (a directory on the
@@ -121,7 +121,7 @@ func (d *Daemon) runHash(j *job) {
 		if j.cps != nil {
 			j.cps = &nar.Checkpoints{Every: j.cps.Every}
 		}
-		j.res, j.err = hasher.HashPath(j.ctx, j.t.path, &hasher.Options{Checkpoints: j.cps})
+		j.res, j.err = hasher.HashPath(j.ctx, j.t.path, &hasher.Options{Checkpoints: j.cps, ColdProcs: nar.DefaultColdProcs})
 	}
 }
 

@@ -33,6 +33,8 @@ type Options struct {
 	// at From, and fills Checkpoints anew.
 	Checkpoints *nar.Checkpoints
 	From        *nar.Checkpoint
+	// ColdProcs: see nar.DumpOptions.
+	ColdProcs int
 }
 
 // A Result is the NAR hash of a path and what was learnt computing it.
@@ -56,7 +58,7 @@ func HashPath(ctx context.Context, path string, opt *Options) (Result, error) {
 			attempts = opt.Attempts
 		}
 		dopt.Readers, dopt.Progress, dopt.Select, algo = opt.Readers, opt.Progress, opt.Select, opt.Algo
-		dopt.Checkpoints, dopt.From = opt.Checkpoints, opt.From
+		dopt.Checkpoints, dopt.From, dopt.ColdProcs = opt.Checkpoints, opt.From, opt.ColdProcs
 	}
 	h := algo.New()
 	for try := 1; ; try++ {

@@ -49,7 +49,7 @@ func TestCancelRandom(t *testing.T) {
 	only := cancelEnv(t, "NARHASH_CANCEL_ITER", math.MaxUint64)
 	t.Logf("seed %d, %d iterations (replay: NARHASH_CANCEL_SEED=%d)", seed, rounds, seed)
 	trees := cancelTrees(t)
-	goroutines, fds := runtime.NumGoroutine(), openFDs(t)
+	goroutines, fds, procs := runtime.NumGoroutine(), openFDs(t), runtime.GOMAXPROCS(0)
 	outcomes := map[string]int{}
 	for i := range rounds {
 		if only != math.MaxUint64 && i != only {
@@ -64,6 +64,9 @@ func TestCancelRandom(t *testing.T) {
 		}
 		outcomes[c.stop.String()+": "+outcome]++
 		checkReleased(t, c.what, goroutines, fds)
+		if got := runtime.GOMAXPROCS(0); got != procs {
+			t.Fatalf("%s: GOMAXPROCS is %d after the dump (DumpOptions.ColdProcs); want %d, as before", c.what, got, procs)
+		}
 	}
 	t.Logf("outcomes: %v", outcomes)
 }
@@ -370,7 +373,7 @@ func (c *cancelCase) run() (outcome string, err error) {
 	case cancelShortWrite:
 		c.dst.at, c.dst.fail, wantErr = c.point, io.ErrShortWrite, io.ErrShortWrite
 	}
-	opt := &DumpOptions{Readers: c.readers, Progress: new(Progress), From: c.from, Select: c.sel}
+	opt := &DumpOptions{Readers: c.readers, Progress: new(Progress), From: c.from, Select: c.sel, ColdProcs: DefaultColdProcs}
 	if c.cps {
 		opt.Checkpoints = c.tree.cps.Clone()
 	}

@@ -50,6 +50,15 @@ type DumpOptions struct {
 	// that of a full dump of the tree as it is. Neither Checkpoints nor
 	// From can be used with Select.
 	From *Checkpoint
+	// ColdProcs, if positive, lets a dump whose reads block (its files
+	// not in the page cache) raise runtime.GOMAXPROCS to at least
+	// ColdProcs until it ends, so that its many reads in flight wait less
+	// for a processor (see procs.go; the narhash commands use
+	// DefaultColdProcs). GOMAXPROCS is the whole process's: when the last
+	// such dump ends, it goes back to what it was or, if the GOMAXPROCS
+	// environment variable is not set, to the runtime's default. A
+	// program that sets GOMAXPROCS itself should leave ColdProcs 0.
+	ColdProcs int
 }
 
 // Progress counts a dump's progress. Read it from any goroutine.
@@ -123,6 +132,9 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 		limit:      batchesInFlight,
 	}
 	k := &packer{ctx: ctx, p: p, readers: readers}
+	if opt != nil {
+		k.coldProcs = opt.ColdProcs
+	}
 	_, k.perBatch = fdBudget()
 	w := &walker{ctx: ctx, root: path, from: from, sink: k}
 	if opt != nil {
@@ -161,6 +173,9 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 	}
 	wg.Wait()
 	p.drainAhead()
+	if p.restoreProcs != nil {
+		p.restoreProcs()
+	}
 	for _, b := range e.held {
 		batchPool.Put(b)
 	}

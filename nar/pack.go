@@ -31,6 +31,7 @@ type packer struct {
 	readers     int
 	prefetchers int
 	blockedSeen int64
+	coldProcs   int // DumpOptions.ColdProcs
 }
 
 func (k *packer) lstatAll() bool         { return false }

@@ -256,6 +256,9 @@ type pipeline struct {
 	// drains it once they have exited.
 	ahead chan prefetch
 	wg    *sync.WaitGroup // Dump's, for the prefetchers the packer starts
+	// restoreProcs, if not nil, undoes the packer's raise of GOMAXPROCS
+	// (procs.go) once the dump's stages have exited.
+	restoreProcs func()
 	// racyBefore is the dump's start less racyMargin, in nanoseconds
 	// since the epoch: files changed before it can be read the fast way.
 	racyBefore int64

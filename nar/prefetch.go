@@ -111,6 +111,9 @@ func (k *packer) adapt() {
 	k.p.limit = coldBatches
 	if k.p.ahead == nil {
 		k.p.ahead = make(chan prefetch, aheadFiles)
+		if k.coldProcs > 0 {
+			k.p.restoreProcs = raiseProcs(k.coldProcs)
+		}
 	}
 	n := min(maxPrefetchers, max(firstPrefetch, 2*k.prefetchers))
 	for ; k.prefetchers < n; k.prefetchers++ {

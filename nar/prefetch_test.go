@@ -110,19 +110,52 @@ func TestColdDumpPrefetches(t *testing.T) {
 	must(t, nartest.Random(root, 13, 3000))
 	want := refDump(t, root)
 	must(t, evictTree(root, (*os.File).Sync)) // written back, then dropped
-	var warmed atomic.Int64
-	testHookPrefetched = func() { warmed.Add(1) }
+	var warmed, procs atomic.Int64
+	testHookPrefetched = func() {
+		warmed.Add(1)
+		procs.Store(int64(runtime.GOMAXPROCS(0)))
+	}
 	defer func() { testHookPrefetched = nil }()
 	defer func(m time.Duration) { racyMargin = m }(racyMargin)
 	racyMargin = -time.Hour // the fast path, where reads must not block
+	before := runtime.GOMAXPROCS(0)
+	coldProcs := before + 3
 	var b bytes.Buffer
-	if _, err := Dump(context.Background(), &b, root, nil); err != nil {
+	if _, err := Dump(context.Background(), &b, root, &DumpOptions{ColdProcs: coldProcs}); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(b.Bytes(), want) {
 		t.Errorf("cold dump differs from the Writer's archive")
 	}
 	if warmed.Load() == 0 {
-		t.Errorf("a dump of files not cached started no prefetcher: no read was seen to block")
+		t.Fatalf("a dump of files not cached started no prefetcher: no read was seen to block")
+	}
+	if got := procs.Load(); got != int64(coldProcs) {
+		t.Errorf("GOMAXPROCS was %d while the prefetchers ran; want DumpOptions.ColdProcs, %d", got, coldProcs)
+	}
+	if after := runtime.GOMAXPROCS(0); after != before {
+		t.Errorf("GOMAXPROCS is %d after the dump; want %d, as before", after, before)
+	}
+}
+
+// Dumps that raise GOMAXPROCS together restore it when the last ends.
+func TestRaiseProcs(t *testing.T) {
+	before := runtime.GOMAXPROCS(0)
+	restore1 := raiseProcs(before + 2)
+	restore2 := raiseProcs(before + 2)
+	if got := runtime.GOMAXPROCS(0); got != before+2 {
+		t.Fatalf("GOMAXPROCS %d after raiseProcs(%d)", got, before+2)
+	}
+	restore1()
+	if got := runtime.GOMAXPROCS(0); got != before+2 {
+		t.Errorf("GOMAXPROCS %d once one of two raises ended; want %d still", got, before+2)
+	}
+	restore2()
+	if got := runtime.GOMAXPROCS(0); got != before {
+		t.Errorf("GOMAXPROCS %d once both ended; want %d", got, before)
+	}
+	raiseProcs(before)() // no raise: nothing to restore
+	if got := runtime.GOMAXPROCS(0); got != before {
+		t.Errorf("GOMAXPROCS %d after raiseProcs(%d); want it unchanged", got, before)
 	}
 }

@@ -206,7 +206,7 @@ func hashOne(ctx context.Context, path string, git, flat bool, algo hasher.Algo,
 		r.Hash, r.Size = h.Format(format), &size
 		return r
 	}
-	res, err := hashSource(ctx, path, git, hasher.Options{Readers: readers, Algo: algo, Progress: progress})
+	res, err := hashSource(ctx, path, git, hasher.Options{Readers: readers, Algo: algo, Progress: progress, ColdProcs: nar.DefaultColdProcs})
 	if err != nil {
 		r.err = err
 		return r
@@ -223,7 +223,7 @@ func computeHash(ctx context.Context, path string, git, flat bool, algo hasher.A
 		h, _, err := hasher.HashFile(ctx, path, algo)
 		return h, subject("hash "+path, err)
 	}
-	res, err := hashSource(ctx, path, git, hasher.Options{Algo: algo})
+	res, err := hashSource(ctx, path, git, hasher.Options{Algo: algo, ColdProcs: nar.DefaultColdProcs})
 	return res.Hash, err
 }
 

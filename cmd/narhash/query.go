@@ -11,6 +11,7 @@ import (
 
 	"github.com/narhash/narhash/api"
 	"github.com/narhash/narhash/hasher"
+	"github.com/narhash/narhash/nar"
 )
 
 func queryCmd(sio *stdio) *cobra.Command {
@@ -104,7 +105,7 @@ func runQuery(ctx context.Context, sio *stdio, opts *queryOpts, args []string) e
 // absolute path, as 'narhash hash' computes it, with source "offline".
 func hashOffline(ctx context.Context, path string, git bool, format hasher.Format) (api.HashResult, error) {
 	start := time.Now()
-	res, err := hashSource(ctx, path, git, hasher.Options{})
+	res, err := hashSource(ctx, path, git, hasher.Options{ColdProcs: nar.DefaultColdProcs})
 	if err != nil {
 		return api.HashResult{}, err
 	}
