@@ -15,6 +15,9 @@ var ErrWriteTooLong = errors.New("nar: write too long")
 // contents into few large writes to the underlying writer.
 const writerBufSize = 16 << 10
 
+// directContents: see emitContents.
+const directContents = 1 << 10
+
 type writerState uint8
 
 const (
@@ -300,10 +303,13 @@ func (w *Writer) put(b []byte) {
 	}
 }
 
-// emitContents gathers small contents into the buffer and hands large ones
-// to the underlying writer directly.
+// emitContents gathers small contents into the buffer and hands the
+// others, from directContents bytes on, to the underlying writer
+// directly: a hash takes them faster from where they are than after a
+// copy (1-2 % of hashing a GOROOT's small files through a Writer into
+// SHA-256, measured in-process, with 1, 2 or 4 KiB as the limit).
 func (w *Writer) emitContents(p []byte) {
-	if len(w.buf)+len(p) <= writerBufSize {
+	if len(p) < directContents && len(w.buf)+len(p) <= writerBufSize {
 		w.put(append(w.buf, p...))
 		return
 	}
