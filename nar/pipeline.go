@@ -36,6 +36,8 @@ import (
 //   - the writer reads the arena only up to what the reader published
 //     (below), and owns the batch once it is complete, until it hands it
 //     back on p.free (or to batchPool when the dump ends).
+//   - a chunk buffer is its reader's (chunks), lent to the writer with
+//     each chunk sent on a stream, and given back once written.
 //
 // Publication. b.done counts the items ready for the writer: the reader
 // stores it (an atomic store: release) after reading a file's contents
@@ -44,8 +46,9 @@ import (
 // once, when the batch is complete or failed (b.err set, before that
 // store and never after). A reader nudges b.wake (capacity 1) after each store,
 // so the writer, which sets b.waiting before it sleeps on b.wake, cannot
-// miss one. A streamed file is ready as soon as its stream exists; its
-// chunks follow on its channel, which its reader closes.
+// miss one. A streamed file is ready as soon as its stream exists, with
+// the start of its contents (its first read) in the arena; the rest
+// follows in chunks on its channel, which its reader closes.
 //
 // Errors travel one way: in archive order, to the writer. A reader that
 // fails records the error in its batch (b.fail), a stream's included;
