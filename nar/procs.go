@@ -11,9 +11,9 @@ import (
 // it returns or the runtime's monitor takes the processor back, 20 µs or
 // more later. A dump whose reads block has up to 80 goroutines in such
 // calls (prefetch.go); with GOMAXPROCS=2 they wait for a processor more
-// than for the device. Traced on a cold copy of GOROOT on 2 cores, the
-// prefetchers were ready to run but waiting for a processor for 60 % of
-// the dump. So a dump given DumpOptions.ColdProcs raises GOMAXPROCS to
+// than for the device. Traced on 2 cores, cold, the prefetchers were ready
+// to run but waiting for a processor for 53 % of a dump of the GOROOT
+// copy, and 60 % of one of the synthetic src tree. So a dump given DumpOptions.ColdProcs raises GOMAXPROCS to
 // that many once its reads block, until it ends (with several such dumps,
 // until the last one ends).
 //
