@@ -455,9 +455,7 @@ func TestReaderChunksBounded(t *testing.T) {
 // readersWaiting reports whether every reader goroutine there is (if any
 // is left) waits on a channel.
 func readersWaiting() bool {
-	buf := make([]byte, 1<<20)
-	stacks := string(buf[:runtime.Stack(buf, true)])
-	for _, g := range strings.Split(stacks, "\n\n") {
+	for _, g := range strings.Split(string(allStacks()), "\n\n") {
 		if !strings.Contains(g, "startReader") {
 			continue
 		}
