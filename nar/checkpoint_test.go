@@ -150,7 +150,7 @@ func TestResumeAfterChangeIsWrong(t *testing.T) {
 			break
 		}
 	}
-	if err := appendFile(filepath.Join(root, first), "x"); err != nil {
+	if err := nartest.AppendTo(filepath.Join(root, first), "x"); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := hashDump(t, root, nil, &cps.list[cps.Len()-1])

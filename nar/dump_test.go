@@ -113,7 +113,7 @@ func TestTornRead(t *testing.T) {
 		name, file string
 		change     func(path string) error
 	}{
-		{"append", "small", func(p string) error { return appendFile(p, "more") }},
+		{"append", "small", func(p string) error { return nartest.AppendTo(p, "more") }},
 		{"same size, old mtime", "small", func(p string) error {
 			st, _ := os.Stat(p)
 			if err := os.WriteFile(p, []byte("XXXXXXXX"), 0o644); err != nil {
@@ -135,7 +135,7 @@ func TestTornRead(t *testing.T) {
 			return nil
 		}},
 		{"chmod", "small", func(p string) error { return os.Chmod(p, 0o755) }},
-		{"big append", "big", func(p string) error { return appendFile(p, "more") }},
+		{"big append", "big", func(p string) error { return nartest.AppendTo(p, "more") }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := nartest.TempDir(t)
@@ -183,7 +183,7 @@ func TestTornReadFastPath(t *testing.T) {
 				name   string
 				change func(path string) error
 			}{
-				{"append", func(p string) error { return appendFile(p, "more") }},
+				{"append", func(p string) error { return nartest.AppendTo(p, "more") }},
 				{"same size", func(p string) error { return writeAt(p, "XXXXXXXX", int64(size/2)) }},
 				{"truncate", func(p string) error { return os.Truncate(p, 1) }},
 				{"chmod", func(p string) error { return os.Chmod(p, 0o755) }},
@@ -239,16 +239,6 @@ func writeAt(path, s string, off int64) error {
 		return err
 	}
 	return f.Close()
-}
-
-func appendFile(path, s string) error {
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = f.WriteString(s)
-	return err
 }
 
 func TestUnsupportedType(t *testing.T) {
