@@ -137,6 +137,7 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 	}
 	_, k.perBatch = fdBudget()
 	w := &walker{ctx: ctx, root: path, from: from, sink: k}
+	k.walk = w
 	if opt != nil {
 		w.sel = opt.Select
 	}

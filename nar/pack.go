@@ -32,6 +32,9 @@ type packer struct {
 	prefetchers int
 	blockedSeen int64
 	coldProcs   int // DumpOptions.ColdProcs
+	// walk is the walk packing into it, whose stack offerPending reads
+	// (on the walk's goroutine).
+	walk *walker
 }
 
 func (k *packer) lstatAll() bool         { return false }
@@ -47,7 +50,7 @@ func (k *packer) file(dir *dirRef, name []byte, _ *fileInfo, root bool) error {
 		return err
 	}
 	dir.refs.Add(1) // released by the reader, or by releaseFiles
-	k.prefetch(dir, name, false)
+	k.prefetch(dir, name)
 	k.cur.files++
 	k.room--
 	if dir != k.batchDir {

@@ -21,6 +21,14 @@ import (
 // the readers, it stops growing. A warm dump starts none, and on a
 // filesystem that cannot tell whether a read would block (tmpfs, where
 // reads do not block anyway) none start either.
+//
+// The walk waits for the device too, cold: for each directory it lists
+// and each symlink it lstats, one at a time. So the prefetchers also list
+// the subdirectories and lstat the symlinks of every directory the walk
+// lists (listed), starting, when they start, with those the walk listed
+// before and has not reached (offerPending), and in turn those of each
+// directory they list: the walk finds them cached. They keep to the
+// dump's Selection, if it has one: an untracked tree is never read.
 
 const (
 	maxPrefetchers = 64
@@ -31,18 +39,25 @@ const (
 )
 
 // Test hooks: testBlockedReads counts every read readFast does as
-// blocked, testHookPrefetched runs after a prefetcher warmed a file.
+// blocked, testHookPrefetched runs after a prefetcher warmed a file,
+// testHookPrefetchedEntry after it listed a directory or lstat'ed a
+// symlink (typ DT_DIR or DT_LNK).
 var (
-	testBlockedReads   bool
-	testHookPrefetched func()
+	testBlockedReads        bool
+	testHookPrefetched      func()
+	testHookPrefetchedEntry func(typ uint8, name string)
 )
 
-// prefetch is a file or directory for a prefetcher to warm: its name
-// (NUL-terminated) in dir, which it holds a reference to.
+// prefetch is an entry for a prefetcher to warm: its name
+// (NUL-terminated) in dir, which it holds a reference to, and its type
+// (DT_REG, DT_DIR or DT_LNK). sel is a directory's node in the dump's
+// Selection, nil without one: a prefetcher lists only the subdirectories
+// the dump will walk.
 type prefetch struct {
-	dir   *dirRef
-	name  []byte
-	isDir bool
+	dir  *dirRef
+	name []byte
+	typ  uint8
+	sel  *selNode
 }
 
 // readFast reads the start of a file for readFile's fast path. Where the
@@ -69,32 +84,59 @@ func (p *pipeline) readFast(fd int, fs *fsInfo, buf []byte) (int, error) {
 
 // prefetch gives a file the packer packed, or a directory the walk
 // listed, to the prefetchers, if they run and have room for it.
-func (k *packer) prefetch(dir *dirRef, name []byte, isDir bool) {
+func (k *packer) prefetch(dir *dirRef, name []byte) {
 	if k.prefetchers == 0 {
 		return
 	}
-	offer(k.p.ahead, dir, name, isDir)
+	offer(k.p.ahead, dir, name, unix.DT_REG, nil)
 }
 
-// listed gives the prefetchers the subdirectories of a directory the
-// walk just listed: the walk lists them later, in NAR order, and finds
-// them cached.
+// listed gives the prefetchers the subdirectories and symlinks of a
+// directory the walk just listed: the walk lists and lstats them later,
+// in NAR order, and finds them cached.
 func (k *packer) listed(l *level) {
-	if k.prefetchers == 0 {
-		return
+	if k.prefetchers > 0 {
+		offerEntries(k.p.ahead, l.dir, l.dents, l.names, l.sel)
 	}
-	for _, d := range l.names {
-		if d.typ == unix.DT_DIR {
-			offer(k.p.ahead, l.dir, l.dents[d.off:d.off+d.len], true)
+}
+
+// offerPending gives the prefetchers, once they start, the subdirectories
+// and symlinks the walk has listed but not yet reached, innermost level
+// first: the order the walk will reach them in. Without it, those of a
+// directory listed before the reads were seen to block (the root, in a
+// tree whose top holds many small directories, as /usr/share/doc does)
+// would wait for the walk, one at a time.
+func (k *packer) offerPending() {
+	for i := len(k.walk.stack) - 1; i >= 0; i-- {
+		if l := &k.walk.stack[i]; !l.closed {
+			offerEntries(k.p.ahead, l.dir, l.dents, l.names[l.next:], l.sel)
 		}
 	}
 }
 
+// offerEntries offers the subdirectories and symlinks among the entries
+// names of dir that the walk will visit (those sel holds, if not nil).
+func offerEntries(ahead chan<- prefetch, dir *dirRef, dents []byte, names []dent, sel *selNode) {
+	for _, d := range names {
+		if d.typ != unix.DT_DIR && d.typ != unix.DT_LNK {
+			continue
+		}
+		name := dents[d.off : d.off+d.len]
+		var child *selNode
+		if sel != nil {
+			if child = sel.children[string(name)]; child == nil || !child.admits(d.typ) {
+				continue
+			}
+		}
+		offer(ahead, dir, name, d.typ, child)
+	}
+}
+
 // offer gives the prefetchers an entry of dir, if they have room for it.
-func offer(ahead chan<- prefetch, dir *dirRef, name []byte, isDir bool) {
+func offer(ahead chan<- prefetch, dir *dirRef, name []byte, typ uint8, sel *selNode) {
 	dir.refs.Add(1)
 	select {
-	case ahead <- prefetch{dir, append([]byte(nil), name[:len(name)+1]...), isDir}:
+	case ahead <- prefetch{dir, append([]byte(nil), name[:len(name)+1]...), typ, sel}:
 	default:
 		dir.release()
 	}
@@ -114,6 +156,7 @@ func (k *packer) adapt() {
 		if k.coldProcs > 0 {
 			k.p.restoreProcs = raiseProcs(k.coldProcs)
 		}
+		k.offerPending()
 	}
 	n := min(maxPrefetchers, max(firstPrefetch, 2*k.prefetchers))
 	for ; k.prefetchers < n; k.prefetchers++ {
@@ -125,12 +168,15 @@ func (k *packer) adapt() {
 }
 
 // prefetcher warms the files and directories it is given until the dump
-// is done: Dump cancels ctx then. It lists a directory, to cache its entries, and offers its
-// subdirectories to the prefetchers in turn: the listing runs ahead of
-// the walk, as far as the queue has room. Once the dump stops, it only
+// is done: Dump cancels ctx then. It lists a directory, to cache its
+// entries, and offers its subdirectories and symlinks to the prefetchers
+// in turn: the listing runs ahead of the walk, as far as the queue has
+// room. It lstats a symlink, which the walk will lstat too: a symlink's
+// inode is what the walk waits for, cold. Once the dump stops, it only
 // gives back the references its work holds.
 func (p *pipeline) prefetcher(ctx context.Context) {
 	var buf []byte // getdents's, for directories
+	var st unix.Stat_t
 	for {
 		var f prefetch
 		select {
@@ -139,10 +185,16 @@ func (p *pipeline) prefetcher(ctx context.Context) {
 			return // Dump drains ahead once no prefetcher can offer to it
 		}
 		if ctx.Err() == nil {
-			if f.isDir {
+			switch f.typ {
+			case unix.DT_DIR:
 				buf = prefetchDir(p.ahead, f, buf)
-			} else {
+			case unix.DT_LNK:
+				fstatat(f.dir.fd, &f.name[0], &st)
+			default:
 				p.prefetchOpen(f)
+			}
+			if testHookPrefetchedEntry != nil && f.typ != unix.DT_REG {
+				testHookPrefetchedEntry(f.typ, string(f.name[:len(f.name)-1]))
 			}
 		}
 		f.dir.release()
@@ -169,7 +221,8 @@ func (p *pipeline) prefetchOpen(f prefetch) {
 	}
 }
 
-// prefetchDir lists the directory f, offering its subdirectories.
+// prefetchDir lists the directory f, offering its subdirectories and
+// symlinks (those its Selection holds, if it has one).
 func prefetchDir(ahead chan<- prefetch, f prefetch, buf []byte) []byte {
 	fd, err := openat(f.dir.fd, &f.name[0], openDirFlags)
 	if err != nil {
@@ -188,11 +241,18 @@ func prefetchDir(ahead chan<- prefetch, f prefetch, buf []byte) []byte {
 		}
 		for off := 0; off < n; {
 			reclen := int(buf[off+16]) | int(buf[off+17])<<8
-			if buf[off+18] == unix.DT_DIR {
+			if typ := buf[off+18]; typ == unix.DT_DIR || typ == unix.DT_LNK {
 				name := buf[off+19 : off+reclen]
-				name = name[:bytes.IndexByte(name, 0)+1]
-				if !bytes.Equal(name, dot) && !bytes.Equal(name, dotdot) {
-					offer(ahead, d, name[:len(name)-1], true)
+				name = name[:bytes.IndexByte(name, 0)]
+				switch {
+				case typ == unix.DT_DIR && (bytes.Equal(name, dot[:1]) || bytes.Equal(name, dotdot[:2])):
+					// not entries of the archive
+				case f.sel == nil:
+					offer(ahead, d, name, typ, nil)
+				default:
+					if sel := f.sel.children[string(name)]; sel != nil && sel.admits(typ) {
+						offer(ahead, d, name, typ, sel)
+					}
 				}
 			}
 			off += reclen

@@ -6,9 +6,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -157,5 +160,130 @@ func TestRaiseProcs(t *testing.T) {
 	raiseProcs(before)() // no raise: nothing to restore
 	if got := runtime.GOMAXPROCS(0); got != before {
 		t.Errorf("GOMAXPROCS %d after raiseProcs(%d); want it unchanged", got, before)
+	}
+}
+
+// prefetchedEntries runs a dump of root with every read counted as
+// blocked, into a destination that takes nothing until the prefetchers
+// have listed or lstat'ed every entry of want (or 10 s have passed), and
+// returns the directories and symlinks they did, by name.
+func prefetchedEntries(t *testing.T, root string, opt *DumpOptions, want []string) map[string]int {
+	t.Helper()
+	var mu sync.Mutex
+	seen := map[string]int{}
+	all := make(chan struct{})
+	testHookPrefetchedEntry = func(_ uint8, name string) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen[name]++
+		for _, w := range want {
+			if seen[w] == 0 {
+				return
+			}
+		}
+		select {
+		case <-all:
+		default:
+			close(all)
+		}
+	}
+	defer func() { testHookPrefetchedEntry = nil }()
+	withBlockedReads(t, func() {
+		dst := gatedWriter{gate: all, deadline: time.After(10 * time.Second)}
+		if _, err := Dump(context.Background(), &dst, root, opt); err != nil {
+			t.Fatal(err)
+		}
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	return maps.Clone(seen)
+}
+
+// gatedWriter takes its first write once gate is closed or deadline
+// passed, whichever comes first, and everything at once after that.
+type gatedWriter struct {
+	gate     <-chan struct{}
+	deadline <-chan time.Time
+	open     bool
+}
+
+func (w *gatedWriter) Write(p []byte) (int, error) {
+	if !w.open {
+		select {
+		case <-w.gate:
+		case <-w.deadline:
+		}
+		w.open = true
+	}
+	return len(p), nil
+}
+
+// pendingTree makes a tree whose walk starts the prefetchers from inside
+// its first directory, "a": a holds 300 directories of one file each, so
+// the walk sends about 9 batches from inside it (a batch takes files
+// from 32 directories at most), and the packer starts the prefetchers at
+// the first of them sent after a reader read a file. The root's other
+// entries are then listed but not yet walked.
+func pendingTree(t *testing.T, root string) {
+	t.Helper()
+	for i := range 300 {
+		d := filepath.Join(root, "a", fmt.Sprintf("s%03d", i))
+		must(t, os.MkdirAll(d, 0o755))
+		must(t, os.WriteFile(filepath.Join(d, "f"), []byte("x"), 0o644))
+	}
+}
+
+// TestPrefetchPending: the prefetchers, once started, list the
+// directories and lstat the symlinks that the walk listed before they
+// started and has not reached yet: here the root's, listed first.
+func TestPrefetchPending(t *testing.T) {
+	root := filepath.Join(nartest.TempDir(t), "pending")
+	pendingTree(t, root)
+	var want []string
+	for i := range 8 {
+		d := fmt.Sprintf("d%02d", i)
+		must(t, os.MkdirAll(filepath.Join(root, d, "sub"), 0o755))
+		must(t, os.Symlink("target", filepath.Join(root, "l"+d)))
+		want = append(want, d, "l"+d)
+	}
+	seen := prefetchedEntries(t, root, nil, want)
+	for _, name := range want {
+		if seen[name] == 0 {
+			t.Errorf("the prefetchers never warmed %s, an entry of the root that the walk had listed but not reached when they started", name)
+		}
+	}
+	if seen["sub"] == 0 {
+		t.Errorf("the prefetchers never listed d*/sub, which they found listing d*")
+	}
+}
+
+// TestPrefetchSelection: with a Selection, the prefetchers list only
+// directories the dump walks, as deep as they go, and lstat only the
+// symlinks it holds; never an untracked tree, which may be large.
+func TestPrefetchSelection(t *testing.T) {
+	root := filepath.Join(nartest.TempDir(t), "sel")
+	pendingTree(t, root)
+	sel := NewSelection()
+	for i := range 300 {
+		must(t, sel.Add(fmt.Sprintf("a/s%03d/f", i)))
+	}
+	for _, d := range []string{"b/keep/deep", "b/skip/deep", "skip/deep"} {
+		must(t, os.MkdirAll(filepath.Join(root, d), 0o755))
+	}
+	must(t, os.WriteFile(filepath.Join(root, "b/keep/deep/f"), nil, 0o644))
+	must(t, sel.Add("b/keep/deep/f"))
+	must(t, os.Symlink("x", filepath.Join(root, "b/keep/link")))
+	must(t, sel.Add("b/keep/link"))
+	must(t, os.Symlink("x", filepath.Join(root, "b/keep/untracked-link")))
+	seen := prefetchedEntries(t, root, &DumpOptions{Select: sel}, []string{"b", "keep", "deep", "link"})
+	for _, name := range []string{"b", "keep", "deep", "link"} {
+		if seen[name] == 0 {
+			t.Errorf("the prefetchers never warmed %s, which the dump walks", name)
+		}
+	}
+	for _, name := range []string{"skip", "untracked-link"} {
+		if seen[name] != 0 {
+			t.Errorf("the prefetchers warmed %s, which the Selection leaves out", name)
+		}
 	}
 }
