@@ -51,8 +51,8 @@ var (
 // prefetch is an entry for a prefetcher to warm: its name
 // (NUL-terminated) in dir, which it holds a reference to, and its type
 // (DT_REG, DT_DIR or DT_LNK). sel is a directory's node in the dump's
-// Selection, nil without one: a prefetcher lists only the subdirectories
-// the dump will walk.
+// Selection, nil without one: a prefetcher offers only the entries the
+// dump will visit.
 type prefetch struct {
 	dir  *dirRef
 	name []byte
@@ -82,8 +82,8 @@ func (p *pipeline) readFast(fd int, fs *fsInfo, buf []byte) (int, error) {
 	return readOnce(fd, buf)
 }
 
-// prefetch gives a file the packer packed, or a directory the walk
-// listed, to the prefetchers, if they run and have room for it.
+// prefetch gives a file the packer packed to the prefetchers, if they
+// run and have room for it.
 func (k *packer) prefetch(dir *dirRef, name []byte) {
 	if k.prefetchers == 0 {
 		return
@@ -122,14 +122,21 @@ func offerEntries(ahead chan<- prefetch, dir *dirRef, dents []byte, names []dent
 			continue
 		}
 		name := dents[d.off : d.off+d.len]
-		var child *selNode
-		if sel != nil {
-			if child = sel.children[string(name)]; child == nil || !child.admits(d.typ) {
-				continue
-			}
+		if child, ok := visited(sel, name, d.typ); ok {
+			offer(ahead, dir, name, d.typ, child)
 		}
-		offer(ahead, dir, name, d.typ, child)
 	}
+}
+
+// visited reports whether the walk visits the entry name, of type typ,
+// of a directory whose node in the dump's Selection is sel (nil: the
+// dump has none), and gives the entry's own node.
+func visited(sel *selNode, name []byte, typ uint8) (*selNode, bool) {
+	if sel == nil {
+		return nil, true
+	}
+	child := sel.children[string(name)]
+	return child, child != nil && child.admits(typ)
 }
 
 // offer gives the prefetchers an entry of dir, if they have room for it.
@@ -244,15 +251,10 @@ func prefetchDir(ahead chan<- prefetch, f prefetch, buf []byte) []byte {
 			if typ := buf[off+18]; typ == unix.DT_DIR || typ == unix.DT_LNK {
 				name := buf[off+19 : off+reclen]
 				name = name[:bytes.IndexByte(name, 0)]
-				switch {
-				case typ == unix.DT_DIR && (bytes.Equal(name, dot[:1]) || bytes.Equal(name, dotdot[:2])):
+				if typ == unix.DT_DIR && (bytes.Equal(name, dot[:1]) || bytes.Equal(name, dotdot[:2])) {
 					// not entries of the archive
-				case f.sel == nil:
-					offer(ahead, d, name, typ, nil)
-				default:
-					if sel := f.sel.children[string(name)]; sel != nil && sel.admits(typ) {
-						offer(ahead, d, name, typ, sel)
-					}
+				} else if sel, ok := visited(f.sel, name, typ); ok {
+					offer(ahead, d, name, typ, sel)
 				}
 			}
 			off += reclen
