@@ -108,10 +108,14 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 	if !fastPath {
 		return portableDump(ctx, dst, path, opt)
 	}
+	activeDumps.Add(1)
+	defer activeDumps.Add(-1)
+	fds := dumpFDs()
 	readers := runtime.GOMAXPROCS(0)
 	if opt != nil && opt.Readers > 0 {
 		readers = opt.Readers
 	}
+	readers = min(readers, fds.readers)
 	start := time.Now()
 	e := &emitter{dst: dst, w: NewWriter(dst), fp: newFingerprinter()}
 	var from *Checkpoint
@@ -129,14 +133,15 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 		order:      make(chan *batch, coldBatches),
 		work:       make(chan *batch, coldBatches),
 		free:       make(chan *batch, coldBatches),
-		limit:      batchesInFlight,
+		limit:      min(batchesInFlight, fds.batches),
+		pinned:     fds.pinned,
 	}
-	k := &packer{ctx: ctx, p: p, readers: readers}
+	k := &packer{ctx: ctx, p: p, readers: readers, fds: fds}
 	if opt != nil {
 		k.coldProcs = opt.ColdProcs
 	}
-	_, k.perBatch = fdBudget()
 	w := &walker{ctx: ctx, root: path, from: from, sink: k}
+	w.fds.window = fds.window
 	k.walk = w
 	if opt != nil {
 		w.sel = opt.Select

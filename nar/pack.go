@@ -19,10 +19,9 @@ type packer struct {
 	cur  *batch // being packed; nil before the first item and after a send
 	room int    // files cur can still take
 	// Files waiting in a batch hold their directory open, so a batch
-	// takes files from at most perBatch directories (see window.go):
+	// takes files from at most fds.perBatch directories (see window.go):
 	// batchDir is the directory of cur's last file, batchDirs counts
 	// the changes of directory among its files.
-	perBatch  int
 	batchDir  *dirRef
 	batchDirs int
 	link      [MaxTargetLen + 1]byte
@@ -32,6 +31,7 @@ type packer struct {
 	prefetchers int
 	blockedSeen int64
 	coldProcs   int // DumpOptions.ColdProcs
+	fds         fdSizes
 	// walk is the walk packing into it, whose stack offerPending reads
 	// (on the walk's goroutine).
 	walk *walker
@@ -41,7 +41,7 @@ func (k *packer) lstatAll() bool         { return false }
 func (k *packer) before(*walker, []byte) {}
 
 func (k *packer) file(dir *dirRef, name []byte, _ *fileInfo, root bool) error {
-	if k.cur != nil && (k.room == 0 || dir != k.batchDir && k.batchDirs >= k.perBatch) {
+	if k.cur != nil && (k.room == 0 || dir != k.batchDir && k.batchDirs >= k.fds.perBatch) {
 		if err := k.send(); err != nil {
 			return err
 		}

@@ -258,7 +258,11 @@ type pipeline struct {
 	// the prefetchers run until the dump's context is done, and Dump
 	// drains it once they have exited.
 	ahead chan prefetch
-	wg    *sync.WaitGroup // Dump's, for the prefetchers the packer starts
+	// pinned is how many more directories entries waiting in ahead may
+	// hold open (see offer), under pinMu.
+	pinMu  sync.Mutex
+	pinned int
+	wg     *sync.WaitGroup // Dump's, for the prefetchers the packer starts
 	// restoreProcs, if not nil, undoes the packer's raise of GOMAXPROCS
 	// (procs.go) once the dump's stages have exited.
 	restoreProcs func()

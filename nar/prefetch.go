@@ -18,7 +18,9 @@ import (
 // are prefetchers, ahead of the readers by what the batches in flight
 // hold. Their number doubles, from 8 up to maxPrefetchers, each time the
 // readers are seen blocking again; once the prefetchers keep ahead of
-// the readers, it stops growing. A warm dump starts none, and on a
+// the readers, it stops growing. Under a low RLIMIT_NOFILE, readers,
+// prefetchers and the directories the queue holds open are fewer
+// (window.go's fdSizes). A warm dump starts none, and on a
 // filesystem that cannot tell whether a read would block (tmpfs, where
 // reads do not block anyway) none start either.
 //
@@ -88,7 +90,7 @@ func (k *packer) prefetch(dir *dirRef, name []byte) {
 	if k.prefetchers == 0 {
 		return
 	}
-	offer(k.p.ahead, dir, name, unix.DT_REG, nil)
+	k.p.offer(dir, name, unix.DT_REG, nil)
 }
 
 // listed gives the prefetchers the subdirectories and symlinks of a
@@ -96,7 +98,7 @@ func (k *packer) prefetch(dir *dirRef, name []byte) {
 // in NAR order, and finds them cached.
 func (k *packer) listed(l *level) {
 	if k.prefetchers > 0 {
-		offerEntries(k.p.ahead, l.dir, l.dents, l.names, l.sel)
+		k.p.offerEntries(l.dir, l.dents, l.names, l.sel)
 	}
 }
 
@@ -109,21 +111,21 @@ func (k *packer) listed(l *level) {
 func (k *packer) offerPending() {
 	for i := len(k.walk.stack) - 1; i >= 0; i-- {
 		if l := &k.walk.stack[i]; !l.closed {
-			offerEntries(k.p.ahead, l.dir, l.dents, l.names[l.next:], l.sel)
+			k.p.offerEntries(l.dir, l.dents, l.names[l.next:], l.sel)
 		}
 	}
 }
 
 // offerEntries offers the subdirectories and symlinks among the entries
 // names of dir that the walk will visit (those sel holds, if not nil).
-func offerEntries(ahead chan<- prefetch, dir *dirRef, dents []byte, names []dent, sel *selNode) {
+func (p *pipeline) offerEntries(dir *dirRef, dents []byte, names []dent, sel *selNode) {
 	for _, d := range names {
 		if d.typ != unix.DT_DIR && d.typ != unix.DT_LNK {
 			continue
 		}
 		name := dents[d.off : d.off+d.len]
 		if child, ok := visited(sel, name, d.typ); ok {
-			offer(ahead, dir, name, d.typ, child)
+			p.offer(dir, name, d.typ, child)
 		}
 	}
 }
@@ -139,25 +141,52 @@ func visited(sel *selNode, name []byte, typ uint8) (*selNode, bool) {
 	return child, child != nil && child.admits(typ)
 }
 
-// offer gives the prefetchers an entry of dir, if they have room for it.
-func offer(ahead chan<- prefetch, dir *dirRef, name []byte, typ uint8, sel *selNode) {
+// offer gives the prefetchers an entry of dir, if they have room for it:
+// a place in the queue and, unless entries waiting there hold dir open
+// already, one of the directories the dump's descriptors allow them to
+// (fdSizes.pinned). Entries waiting in the queue could otherwise hold
+// any number of directories open: a prefetcher that lists one offers its
+// subdirectories, and a wide tree (botocore's data, with hundreds of
+// them) ran a cold dump out of descriptors under a limit of 1024.
+func (p *pipeline) offer(dir *dirRef, name []byte, typ uint8, sel *selNode) {
+	p.pinMu.Lock()
+	if dir.queued == 0 {
+		if p.pinned == 0 {
+			p.pinMu.Unlock()
+			return
+		}
+		p.pinned--
+	}
+	dir.queued++
+	p.pinMu.Unlock()
 	dir.refs.Add(1)
 	select {
-	case ahead <- prefetch{dir, append([]byte(nil), name[:len(name)+1]...), typ, sel}:
+	case p.ahead <- prefetch{dir, append([]byte(nil), name[:len(name)+1]...), typ, sel}:
 	default:
-		dir.release()
+		p.done(dir)
 	}
+}
+
+// done gives back what an entry of dir took in offer, once warmed or
+// dropped.
+func (p *pipeline) done(dir *dirRef) {
+	p.pinMu.Lock()
+	if dir.queued--; dir.queued == 0 {
+		p.pinned++
+	}
+	p.pinMu.Unlock()
+	dir.release()
 }
 
 // adapt starts prefetchers, or more of them, if the readers found files
 // not cached since it last looked; the packer calls it once per batch.
 func (k *packer) adapt() {
 	blocked := k.p.blocked.Load()
-	if blocked == k.blockedSeen || k.prefetchers == maxPrefetchers {
+	if blocked == k.blockedSeen || k.prefetchers == k.fds.prefetchers {
 		return
 	}
 	k.blockedSeen = blocked
-	k.p.limit = coldBatches
+	k.p.limit = k.fds.batches
 	if k.p.ahead == nil {
 		k.p.ahead = make(chan prefetch, aheadFiles)
 		if k.coldProcs > 0 {
@@ -165,11 +194,11 @@ func (k *packer) adapt() {
 		}
 		k.offerPending()
 	}
-	n := min(maxPrefetchers, max(firstPrefetch, 2*k.prefetchers))
+	n := min(k.fds.prefetchers, max(firstPrefetch, 2*k.prefetchers))
 	for ; k.prefetchers < n; k.prefetchers++ {
 		k.p.wg.Go(func() { k.p.prefetcher(k.ctx) })
 	}
-	for ; k.readers < coldReaders; k.readers++ {
+	for ; k.readers < min(coldReaders, k.fds.readers); k.readers++ {
 		k.p.startReader(k.ctx)
 	}
 }
@@ -194,7 +223,7 @@ func (p *pipeline) prefetcher(ctx context.Context) {
 		if ctx.Err() == nil {
 			switch f.typ {
 			case unix.DT_DIR:
-				buf = prefetchDir(p.ahead, f, buf)
+				buf = p.prefetchDir(f, buf)
 			case unix.DT_LNK:
 				fstatat(f.dir.fd, &f.name[0], &st)
 			default:
@@ -204,7 +233,7 @@ func (p *pipeline) prefetcher(ctx context.Context) {
 				testHookPrefetchedEntry(f.typ, string(f.name[:len(f.name)-1]))
 			}
 		}
-		f.dir.release()
+		p.done(f.dir)
 	}
 }
 
@@ -212,7 +241,7 @@ func (p *pipeline) prefetcher(ctx context.Context) {
 // left, once they have all exited.
 func (p *pipeline) drainAhead() {
 	for len(p.ahead) > 0 {
-		(<-p.ahead).dir.release()
+		p.done((<-p.ahead).dir)
 	}
 }
 
@@ -230,7 +259,7 @@ func (p *pipeline) prefetchOpen(f prefetch) {
 
 // prefetchDir lists the directory f, offering its subdirectories and
 // symlinks (those its Selection holds, if it has one).
-func prefetchDir(ahead chan<- prefetch, f prefetch, buf []byte) []byte {
+func (p *pipeline) prefetchDir(f prefetch, buf []byte) []byte {
 	fd, err := openat(f.dir.fd, &f.name[0], openDirFlags)
 	if err != nil {
 		return buf
@@ -254,7 +283,7 @@ func prefetchDir(ahead chan<- prefetch, f prefetch, buf []byte) []byte {
 				if typ == unix.DT_DIR && (bytes.Equal(name, dot[:1]) || bytes.Equal(name, dotdot[:2])) {
 					// not entries of the archive
 				} else if sel, ok := visited(f.sel, name, typ); ok {
-					offer(ahead, d, name, typ, sel)
+					p.offer(d, name, typ, sel)
 				}
 			}
 			off += reclen

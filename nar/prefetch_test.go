@@ -287,3 +287,78 @@ func TestPrefetchSelection(t *testing.T) {
 		}
 	}
 }
+
+// wideTree makes a tree like botocore's data: one directory of 400
+// subdirectories, each with two of its own holding a file. A prefetcher
+// listing one of the 400 holds it open until its two are warmed.
+func wideTree(t *testing.T, root string) {
+	t.Helper()
+	for i := range 400 {
+		for _, v := range []string{"v1", "v2"} {
+			d := filepath.Join(root, "a", fmt.Sprintf("s%03d", i), v)
+			must(t, os.MkdirAll(d, 0o755))
+			must(t, os.WriteFile(filepath.Join(d, "f"), []byte(v), 0o644))
+		}
+	}
+}
+
+// TestColdDumpFDLimit: a dump whose reads block keeps to a low
+// RLIMIT_NOFILE, as a warm one does, with its readers, prefetchers and
+// what they hold; it failed with EMFILE under 1024 on a real tree
+// (pyenv's, which holds botocore), and under 256 on Go's module cache.
+func TestColdDumpFDLimit(t *testing.T) {
+	root := filepath.Join(nartest.TempDir(t), "wide")
+	wideTree(t, root)
+	want := refDump(t, root)
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []uint64{64, 128} {
+		if n > lim.Max {
+			t.Skipf("RLIMIT_NOFILE's hard limit is %d, under %d", lim.Max, n)
+		}
+		warmed := withBlockedReads(t, func() {
+			for range 3 {
+				must(t, unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: n, Max: lim.Max}))
+				var b bytes.Buffer
+				_, err := Dump(context.Background(), &b, root, &DumpOptions{Readers: 2})
+				must(t, unix.Setrlimit(unix.RLIMIT_NOFILE, &lim))
+				if err != nil {
+					t.Fatalf("cold dump under RLIMIT_NOFILE %d: %v", n, err)
+				}
+				if !bytes.Equal(b.Bytes(), want) {
+					t.Fatalf("cold dump under RLIMIT_NOFILE %d differs from the Writer's archive", n)
+				}
+			}
+		})
+		if warmed == 0 {
+			t.Errorf("under RLIMIT_NOFILE %d, no prefetcher warmed a file: the test did not test a cold dump", n)
+		}
+	}
+}
+
+// TestFDSizes: under any RLIMIT_NOFILE from 32 up, the walk's worst case
+// (its window, and the directories of the batches in flight) and what a
+// cold dump adds (a descriptor per reader and prefetcher, and the
+// directories the prefetch queue holds open) each stay within a quarter
+// of it; under a high one, nothing is cut.
+func TestFDSizes(t *testing.T) {
+	for limit := uint64(32); limit < 80000; limit += 1 + limit/64 {
+		s := fdSizesFor(limit)
+		if walk := s.window + s.batches*s.perBatch; uint64(walk) > limit/4 {
+			t.Errorf("limit %d: the walk may hold %d descriptors (window %d, %d batches of %d directories), over a quarter", limit, walk, s.window, s.batches, s.perBatch)
+		}
+		readers := min(s.readers, 256) // warm, GOMAXPROCS as high as 256
+		if cold := readers + s.prefetchers + s.pinned; uint64(cold) > limit/4 {
+			t.Errorf("limit %d: a cold dump may add %d descriptors (%d readers, %d prefetchers, %d queued directories), over a quarter", limit, cold, readers, s.prefetchers, s.pinned)
+		}
+		if s.batches < 2 || s.readers < 1 || s.prefetchers < 1 || s.pinned < 1 || s.window < 2 {
+			t.Errorf("limit %d: %+v leaves a stage nothing to work with", limit, s)
+		}
+	}
+	full := fdSizes{window: 64, perBatch: 32, batches: coldBatches, readers: 1 << 30, prefetchers: maxPrefetchers, pinned: aheadFiles}
+	if s := fdSizesFor(1 << 20); s != full {
+		t.Errorf("under a limit of 2^20: %+v, want the full sizes %+v", s, full)
+	}
+}

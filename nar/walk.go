@@ -24,6 +24,9 @@ type dirRef struct {
 	name   string  // the root's path for the root
 	fs     *fsInfo // what the walk learnt of its filesystem
 	refs   atomic.Int32
+	// queued counts the prefetch queue's entries in the directory
+	// (pipeline.offer), under the pipeline's pinMu.
+	queued int32
 }
 
 func (d *dirRef) release() {

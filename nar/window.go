@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -22,25 +23,64 @@ type fdWindow struct {
 	window int // levels of the stack kept open; 0 until the first is opened
 }
 
-// fdBudget sizes the window and the packer's bound: 64 levels and 32
-// directories per batch, at most 64 + coldBatches*32 = 1088 descriptors
-// (and the prefetchers' few), or under a low RLIMIT_NOFILE at most about
-// a quarter of it.
-func fdBudget() (window, perBatch int) {
+// fdSizes is how a dump shares RLIMIT_NOFILE. The walk takes a quarter
+// of it: the window of open levels, and the directories held open by
+// the files of the batches in flight (batches*perBatch). What a dump adds
+// once its reads block (prefetch.go) takes another quarter: a descriptor
+// for each reader's file and each prefetcher's file or directory, and
+// the directories that entries waiting in the prefetch queue hold open
+// (pinned, counted in pipeline.offer). The rest is the process's. Under
+// a limit high enough for all of the largest sizes (about 70,000) nothing
+// is cut; concurrent dumps share the limit (activeDumps).
+type fdSizes struct {
+	window, perBatch int
+	batches          int // in flight at most (batchesInFlight warm, coldBatches cold)
+	readers          int // at most, warm or cold
+	prefetchers      int // at most
+	pinned           int // directories the prefetch queue may hold open
+}
+
+// activeDumps counts the dumps running in this process, which share
+// RLIMIT_NOFILE.
+var activeDumps atomic.Int32
+
+// dumpFDs returns the sizes for a dump starting now, or for a walk
+// without one (StatTree).
+func dumpFDs() fdSizes {
 	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur >= 4*(64+coldBatches*32) {
-		return 64, 32
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		lim.Cur = unix.RLIM_INFINITY
 	}
-	budget := int(lim.Cur) / 4
-	window = max(2, budget/3)
-	return window, max(1, (budget-window)/coldBatches)
+	return fdSizesFor(min(lim.Cur, 1<<30) / uint64(max(1, activeDumps.Load())))
+}
+
+// fdSizesFor sizes a dump under limit descriptors: in full from 4*1088
+// for the walk (64 levels, 32 directories per batch), and from
+// 4*(256+maxPrefetchers+aheadFiles) for the rest; else each within its
+// quarter.
+func fdSizesFor(limit uint64) fdSizes {
+	s := fdSizes{window: 64, perBatch: 32, batches: coldBatches, readers: 1 << 30, prefetchers: maxPrefetchers, pinned: aheadFiles}
+	budget := int(limit / 4)
+	if walk := 64 + coldBatches*32; budget < walk {
+		s.window = max(2, budget/3)
+		s.perBatch = max(1, (budget-s.window)/coldBatches)
+		s.batches = min(coldBatches, max(2, (budget-s.window)/s.perBatch))
+	}
+	// Readers are GOMAXPROCS warm, if more than coldReaders: the full
+	// sizes allow for up to 256 of them.
+	if budget < 256+maxPrefetchers+aheadFiles {
+		s.readers = max(1, budget/8)
+		s.prefetchers = min(maxPrefetchers, max(1, budget/4))
+		s.pinned = max(1, budget-s.readers-s.prefetchers)
+	}
+	return s
 }
 
 // evict closes the level that the top one just pushed out of the window.
 // The open levels are always the innermost ones.
 func (w *walker) evict() {
 	if w.fds.window == 0 {
-		w.fds.window, _ = fdBudget()
+		w.fds.window = dumpFDs().window
 	}
 	i := len(w.stack) - 1 - w.fds.window
 	if i < 0 || w.stack[i].closed {
