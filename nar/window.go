@@ -47,11 +47,12 @@ var activeDumps atomic.Int32
 // dumpFDs returns the sizes for a dump starting now, or for a walk
 // without one (StatTree).
 func dumpFDs() fdSizes {
+	limit := uint64(1 << 30)
 	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-		lim.Cur = unix.RLIM_INFINITY
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err == nil {
+		limit = min(limit, uint64(lim.Cur)) // int64 on some systems
 	}
-	return fdSizesFor(min(lim.Cur, 1<<30) / uint64(max(1, activeDumps.Load())))
+	return fdSizesFor(limit / uint64(max(1, activeDumps.Load())))
 }
 
 // fdSizesFor sizes a dump under limit descriptors: in full from 4*1088
