@@ -30,8 +30,8 @@ type fdWindow struct {
 // for each reader's file and each prefetcher's file or directory, and
 // the directories that entries waiting in the prefetch queue hold open
 // (pinned, counted in pipeline.offer). The rest is the process's. Under
-// a limit high enough for all of the largest sizes (about 70,000) nothing
-// is cut; concurrent dumps share the limit (activeDumps).
+// a limit high enough for all of the largest sizes (66,816) nothing is
+// cut; concurrent dumps share the limit (activeDumps).
 type fdSizes struct {
 	window, perBatch int
 	batches          int // in flight at most (batchesInFlight warm, coldBatches cold)
