@@ -8,6 +8,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// testHookSentFiles, when set, runs on the walk's goroutine after the
+// packer sent a batch with files to the readers: tests hold the walk
+// there.
+var testHookSentFiles func()
+
 // packer is a dump's sink (see walker): it packs what the walk visits
 // into batches, in order, and sends each to the writer, and to the
 // readers if it has files. Directories and symlinks are complete as it
@@ -173,6 +178,9 @@ func (k *packer) send() error {
 	k.adapt()
 	select {
 	case k.p.work <- b:
+		if testHookSentFiles != nil {
+			testHookSentFiles()
+		}
 		return nil
 	case <-k.ctx.Done():
 		// The writer has it: it must see it fail, not wait for it.

@@ -187,7 +187,25 @@ func prefetchedEntries(t *testing.T, root string, opt *DumpOptions, want []strin
 			close(all)
 		}
 	}
-	defer func() { testHookPrefetchedEntry = nil }()
+	// The walk waits after its first batch of files until a reader has
+	// read one, so that the prefetchers start at its next batch, the
+	// walk still inside the tree's first directory, however slowly the
+	// readers start (under the race detector, on a loaded machine, the
+	// walk had left it before, and the root's other entries were no
+	// longer pending).
+	read := make(chan struct{})
+	var readOnce, waitOnce sync.Once
+	testHookRead = func(string) { readOnce.Do(func() { close(read) }) }
+	testHookSentFiles = func() {
+		waitOnce.Do(func() {
+			select {
+			case <-read:
+			case <-time.After(10 * time.Second):
+				t.Error("no reader read a file within 10 s of the first batch")
+			}
+		})
+	}
+	defer func() { testHookPrefetchedEntry, testHookRead, testHookSentFiles = nil, nil, nil }()
 	withBlockedReads(t, func() {
 		dst := gatedWriter{gate: all, deadline: time.After(10 * time.Second)}
 		if _, err := Dump(context.Background(), &dst, root, opt); err != nil {
