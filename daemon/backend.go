@@ -79,7 +79,10 @@ func (d *Daemon) Hash(ctx context.Context, path string, view api.View, watch boo
 			immediate = &result{hash: t.apiHash(d, "cache")}
 			return
 		}
-		t.waiters = append(t.waiters, ch)
+		t.waiters = append(t.waiters, waiter{ch, t.staleBefore})
+		if d.testHookWaits != nil {
+			d.testHookWaits(path)
+		}
 		d.schedule(t, true)
 	}
 	if err := d.callErr(ctx, call); err != nil {

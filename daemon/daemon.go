@@ -161,7 +161,12 @@ type Daemon struct {
 	// testHookAdd, when set, is called before each inotify watch is added
 	// and can make it fail.
 	testHookAdd func(path string) error
-	testDrop    bool // tests: events are lost, as in an overflow
+	// testHookDone, when set, runs on a worker after each job, before
+	// its result goes to the loop; testHookWaits, on the loop, when a
+	// query starts waiting for a job.
+	testHookDone  func(path string)
+	testHookWaits func(path string)
+	testDrop      bool // tests: events are lost, as in an overflow
 }
 
 // New opens the database and the watcher; Run serves.

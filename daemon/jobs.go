@@ -142,6 +142,9 @@ func (d *Daemon) worker(ctx context.Context) {
 			} else {
 				d.runHash(j)
 			}
+			if d.testHookDone != nil && j.t != nil {
+				d.testHookDone(j.t.path)
+			}
 			j.cancel()
 			select {
 			case d.results <- j:
@@ -191,7 +194,7 @@ func (d *Daemon) onResult(j *job) {
 				t.git.repo, t.git.sig, t.git.known = j.gitRepo, j.gitSig, true
 				d.watchGit(t)
 			}
-			d.answer(t, "validated")
+			d.answer(t, "validated", j.start)
 			return
 		}
 		// Changed while narhashd was away (or unsure): hash it again,
@@ -224,7 +227,7 @@ func (d *Daemon) onResult(j *job) {
 		d.save(it)
 	}
 	d.log.Debug("hashed", "path", t.path, "hash", j.res.Hash.Format(hasher.Nix32), "bytes", e.NARSize, "dur", took)
-	d.answer(t, "computed")
+	d.answer(t, "computed", j.start)
 	if changed {
 		h := t.apiHash(d, "computed")
 		for ch := range t.subs {
@@ -237,16 +240,30 @@ func (d *Daemon) onResult(j *job) {
 	}
 }
 
-// answer gives every waiter t's current entry.
-func (d *Daemon) answer(t *tracked, source string) {
+// answer gives t's current entry, which a job begun at begun computed or
+// checked, to the waiters it may answer (see waiter). The others came
+// after that job began, when events could not vouch for the tree (a
+// degraded root, a failed barrier): it may have missed a change they
+// must see, so they wait for the next job, which it schedules.
+func (d *Daemon) answer(t *tracked, source string, begun time.Time) {
 	if len(t.waiters) == 0 {
 		return
 	}
 	h := t.apiHash(d, source)
+	later := t.waiters[:0]
 	for _, w := range t.waiters {
-		w <- result{hash: h}
+		if begun.Before(w.since) {
+			later = append(later, w)
+			continue
+		}
+		w.ch <- result{hash: h}
 	}
-	t.waiters = nil
+	clear(t.waiters[len(later):])
+	t.waiters = later
+	if len(later) > 0 {
+		t.verified = false
+		d.schedule(t, true)
+	}
 }
 
 // save hands an entry to the store writer. If the writer is that far

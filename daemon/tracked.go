@@ -25,7 +25,7 @@ type tracked struct {
 	agg      aggregator
 	job      *job
 	queued   bool
-	waiters  []chan result
+	waiters  []waiter
 	subs     map[chan api.Hash]struct{}
 	err      error // the last job's failure, until the next success
 	// staleBefore: no job begun before this time may answer a query. Set
@@ -38,6 +38,14 @@ type tracked struct {
 	cps     *nar.Checkpoints
 	changes changes
 	resumed int // hashes resumed at a checkpoint
+}
+
+// waiter is a query waiting for t's hash. Only a job begun at or after
+// since may answer it: since is t's staleBefore when it came, when events
+// could not vouch for the tree.
+type waiter struct {
+	ch    chan result
+	since time.Time
 }
 
 // result is what a waiting query gets.
@@ -76,7 +84,7 @@ func (t *tracked) apiHash(d *Daemon, source string) api.Hash {
 // fail answers every waiter with err.
 func (t *tracked) fail(err error) {
 	for _, w := range t.waiters {
-		w <- result{err: err}
+		w.ch <- result{err: err}
 	}
 	t.waiters = nil
 }
