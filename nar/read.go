@@ -185,7 +185,7 @@ func readRest(ctx context.Context, c *chunks, b *batch, i int, fd int) error {
 			return &fs.PathError{Op: "read", Path: itemPath(b, it), Err: err}
 		}
 		if int64(n) < size-have {
-			return fileChanged(b, it, "shrank")
+			return shrank(b, it, fd)
 		}
 		it.end = it.off + int(size)
 		return checkAfter(b, it, fd)
@@ -214,7 +214,7 @@ func stream(ctx context.Context, c *chunks, b *batch, it *item, fd int, off int6
 		}
 		if n < want {
 			c.put(buf)
-			return fileChanged(b, it, "shrank")
+			return shrank(b, it, fd)
 		}
 		idle := len(it.stream) == 0 // the writer may be waiting for it
 		select {
@@ -248,6 +248,16 @@ func checkAfter(b *batch, it *item, fd int) error {
 		return fileChanged(b, it, "was modified, replaced or deleted")
 	}
 	return nil
+}
+
+// shrank is the error for a file that gave fewer bytes than its size: a
+// change, unless it is a kernel pseudo-file, which no retry reads whole
+// (nix-hash fails on it too: "unexpected end-of-file").
+func shrank(b *batch, it *item, fd int) error {
+	if fs := pseudoFS(fd); fs != "" {
+		return fmt.Errorf("dump %s: a %s file, whose size (%d bytes) is not its length, cannot be archived", itemPath(b, it), fs, it.info.size)
+	}
+	return fileChanged(b, it, "shrank")
 }
 
 func fileChanged(b *batch, it *item, what string) error {

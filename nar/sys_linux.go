@@ -175,6 +175,34 @@ func localClock(fd int) bool {
 	return false
 }
 
+// pseudoFS names the kernel pseudo-filesystem that the open file fd is
+// on ("" if none): its files' sizes are not their lengths (a sysfs file
+// says 4096 bytes, a /proc one 0), so none is read whole by its size, as
+// an archive's contents must be.
+func pseudoFS(fd int) string {
+	var st unix.Statfs_t
+	if unix.Fstatfs(fd, &st) != nil {
+		return ""
+	}
+	switch uint32(st.Type) {
+	case unix.PROC_SUPER_MAGIC:
+		return "proc"
+	case unix.SYSFS_MAGIC:
+		return "sysfs"
+	case unix.DEBUGFS_MAGIC:
+		return "debugfs"
+	case unix.TRACEFS_MAGIC:
+		return "tracefs"
+	case unix.SECURITYFS_MAGIC:
+		return "securityfs"
+	case unix.CGROUP_SUPER_MAGIC, unix.CGROUP2_SUPER_MAGIC:
+		return "cgroup"
+	case unix.EFIVARFS_MAGIC:
+		return "efivarfs"
+	}
+	return ""
+}
+
 // renameNoReplace renames old to new in the directory dirfd, failing with
 // EEXIST if new exists.
 func renameNoReplace(dirfd int, old, new string) error {

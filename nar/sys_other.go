@@ -67,6 +67,8 @@ func pread(fd int, p []byte, off int64) (int, error) {
 
 func localClock(int) bool { return false }
 
+func pseudoFS(int) string { return "" }
+
 // renameNoReplace is Linux's renameat2 with RENAME_NOREPLACE; elsewhere it
 // fails with ENOSYS, and Restore checks that new does not exist, then
 // renames.
