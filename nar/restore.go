@@ -193,6 +193,9 @@ func (rs *restorer) fill(f *os.File, hdr *Header) error {
 		if errors.Is(err, ErrFormat) {
 			return err
 		}
+		if pe, ok := err.(*fs.PathError); ok {
+			err = pe.Err // the os.File's "write NAME: ", which we say already
+		}
 		return fmt.Errorf("write file %s: %w", f.Name(), err)
 	}
 	if hdr.Executable {
