@@ -7,12 +7,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -380,20 +378,5 @@ func TestFDSizes(t *testing.T) {
 	full := fdSizes{window: 64, perBatch: 32, batches: coldBatches, readers: 1 << 30, prefetchers: maxPrefetchers, pinned: aheadFiles}
 	if s := fdSizesFor(1 << 20); s != full {
 		t.Errorf("under a limit of 2^20: %+v, want the full sizes %+v", s, full)
-	}
-}
-
-// TestPseudoFile: a sysfs file says it holds 4096 bytes and gives fewer:
-// the dump fails at once saying so, not as a change to retry ("hash it
-// again once it is quiet", after three attempts).
-func TestPseudoFile(t *testing.T) {
-	const dir = "/sys/kernel/mm/transparent_hugepage"
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil || uint32(st.Type) != unix.SYSFS_MAGIC {
-		t.Skipf("no sysfs at %s to read", dir)
-	}
-	_, err := Dump(context.Background(), io.Discard, dir, nil)
-	if err == nil || errors.Is(err, ErrChanged) || !strings.Contains(err.Error(), "a sysfs file, whose size") {
-		t.Errorf("dump of %s: %v, want the error of a sysfs file, not ErrChanged", dir, err)
 	}
 }

@@ -4,12 +4,17 @@ package nar
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
 )
+
+// Failures of the filesystem under a dump or a restore, Linux only.
 
 // TestRestoreWriteError: a write that fails (here past RLIMIT_FSIZE, as on
 // a full disk) is reported once, with the file's path in the archive, and
@@ -40,5 +45,20 @@ func TestRestoreWriteError(t *testing.T) {
 	}
 	if err := unix.Lstat(dest, new(unix.Stat_t)); err == nil {
 		t.Errorf("restore failed but left %s", dest)
+	}
+}
+
+// TestPseudoFile: a sysfs file says it holds 4096 bytes and gives fewer:
+// the dump fails at once saying so, not as a change to retry ("hash it
+// again once it is quiet", after three attempts).
+func TestPseudoFile(t *testing.T) {
+	const dir = "/sys/kernel/mm/transparent_hugepage"
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil || uint32(st.Type) != unix.SYSFS_MAGIC {
+		t.Skipf("no sysfs at %s to read", dir)
+	}
+	_, err := Dump(context.Background(), io.Discard, dir, nil)
+	if err == nil || errors.Is(err, ErrChanged) || !strings.Contains(err.Error(), "a sysfs file, whose size") {
+		t.Errorf("dump of %s: %v, want the error of a sysfs file, not ErrChanged", dir, err)
 	}
 }
