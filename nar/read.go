@@ -254,8 +254,8 @@ func checkAfter(b *batch, it *item, fd int) error {
 // change, unless it is a kernel pseudo-file, which no retry reads whole
 // (nix-hash fails on it too: "unexpected end-of-file").
 func shrank(b *batch, it *item, fd int) error {
-	if fs := pseudoFS(fd); fs != "" {
-		return fmt.Errorf("dump %s: a %s file, whose size (%d bytes) is not its length, cannot be archived", itemPath(b, it), fs, it.info.size)
+	if kind := pseudoFS(fd); kind != "" {
+		return fmt.Errorf("dump %s: a %s file, whose size (%d bytes) is not its length, cannot be archived", itemPath(b, it), kind, it.info.size)
 	}
 	return fileChanged(b, it, "shrank")
 }
