@@ -156,6 +156,11 @@ func Errorf(code int, format string, args ...any) error {
 // the socket.
 var ErrNotRunning = errors.New("narhashd is not running")
 
+// ErrNotNarhashd is matched by the client's error when the server on the
+// socket answers what narhashd never would: not its JSON, or a hash that
+// is not a SHA-256 digest in the format asked for. The answer is dropped.
+var ErrNotNarhashd = errors.New("not narhashd's answer")
+
 // DefaultSocket returns where narhashd listens unless told otherwise:
 // $NARHASHD_SOCKET, else $XDG_RUNTIME_DIR/narhashd/narhashd.sock, else
 // /tmp/narhashd-<uid>/narhashd.sock.

@@ -19,16 +19,18 @@ func (stubBackend) Hash(_ context.Context, p string, _ View, _ bool) (Hash, erro
 	if p == "/missing" {
 		return Hash{}, Errorf(http.StatusNotFound, "hash %s: no such file or directory", p)
 	}
-	return Hash{Path: p, Source: "cache"}, nil
+	return Hash{Path: p, Source: "cache", NARSize: 112}, nil
 }
 func (stubBackend) Roots(context.Context) ([]Root, error) { return nil, nil }
 func (stubBackend) AddRoot(_ context.Context, p string, _ RootOptions) (Root, error) {
 	return Root{Path: p}, nil
 }
 func (stubBackend) RemoveRoot(context.Context, string) error { return nil }
-func (stubBackend) Status(context.Context) (Status, error)   { return Status{PID: 1}, nil }
+func (stubBackend) Status(context.Context) (Status, error) {
+	return Status{Version: "test", PID: 1}, nil
+}
 func (stubBackend) Subscribe(ctx context.Context, p string, _ View, send func(Hash) error) error {
-	return send(Hash{Path: p})
+	return send(Hash{Path: p, NARSize: 112})
 }
 
 // serve runs the handler with the test's own credentials, as if over the

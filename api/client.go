@@ -11,10 +11,13 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/narhash/narhash/hasher"
 )
 
 // A Client talks to narhashd. The zero value uses DefaultSocket.
@@ -76,15 +79,21 @@ func (c *Client) HashView(ctx context.Context, path string, view View, format st
 		q.Set("watch", "1")
 	}
 	var res HashResult
-	err := c.do(ctx, http.MethodGet, "/v1/hash?"+q.Encode(), nil, &res)
-	return res, err
+	req := "/v1/hash?" + q.Encode()
+	if err := c.do(ctx, http.MethodGet, req, nil, &res); err != nil {
+		return HashResult{}, err
+	}
+	if why := res.invalid(format); why != "" {
+		return HashResult{}, c.notNarhashd(http.MethodGet, req, why)
+	}
+	return res, nil
 }
 
 // Roots lists the watched roots.
 func (c *Client) Roots(ctx context.Context) ([]Root, error) {
-	var roots []Root
-	err := c.do(ctx, http.MethodGet, "/v1/roots", nil, &roots)
-	return roots, err
+	var rs roots
+	err := c.do(ctx, http.MethodGet, "/v1/roots", nil, &rs)
+	return rs, err
 }
 
 // AddRoot starts watching the absolute path.
@@ -143,10 +152,13 @@ func (c *Client) SubscribeView(ctx context.Context, path string, view View, form
 			Error string `json:"error"`
 		}
 		if err := json.Unmarshal(sc.Bytes(), &res); err != nil {
-			return fmt.Errorf("narhashd sent %q: %w", sc.Bytes(), err)
+			return c.notNarhashd(http.MethodGet, "/v1/subscribe", fmt.Sprintf("a line that is not JSON (%v)", err))
 		}
 		if res.Error != "" {
 			return fmt.Errorf("narhashd ended the subscription: %s", res.Error)
+		}
+		if why := res.invalid(format); why != "" {
+			return c.notNarhashd(http.MethodGet, "/v1/subscribe", why)
 		}
 		if err := fn(res.HashResult); err != nil {
 			return err
@@ -172,21 +184,95 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 	if err != nil {
 		return err
 	}
-	if err != nil {
-		return err
-	}
 	defer resp.Body.Close()
 	if out == nil {
-		io.Copy(io.Discard, resp.Body)
+		io.Copy(io.Discard, io.LimitReader(resp.Body, maxAnswer))
 		return nil
 	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxAnswer)).Decode(out); err != nil {
 		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
 			return cause
 		}
-		return fmt.Errorf("narhashd's answer to %s %s: %w", method, pathOnly(path), err)
+		return c.notNarhashd(method, path, fmt.Sprintf("something that is not its JSON (%v)", err))
+	}
+	if v, ok := out.(interface{ invalid() string }); ok {
+		if why := v.invalid(); why != "" {
+			return c.notNarhashd(method, path, why)
+		}
 	}
 	return nil
+}
+
+// maxAnswer bounds what the client reads of an answer: far more than
+// narhashd's status with thousands of roots, far less than would hurt.
+const maxAnswer = 64 << 20
+
+// notNarhashd is the error for an answer narhashd never gives: another
+// program listens on the socket (run by the user, or the client would
+// have refused it), or something broke narhashd's answer on the way.
+// Nothing in such an answer is passed on.
+func (c *Client) notNarhashd(method, path, what string) error {
+	return fmt.Errorf("%w: the server on %s answered %s %s with %s; is another program listening on that socket? Stop it and start narhashd, or point NARHASHD_SOCKET (or --socket) at narhashd's socket",
+		ErrNotNarhashd, c.socket(), method, pathOnly(path), what)
+}
+
+// invalid says what, in a hash answer, narhashd never sends ("" if
+// nothing): a SHA-256 digest in the format asked for ("" is nix32), the
+// NAR's size (never 0: the smallest archive has 64 bytes), and an
+// absolute path.
+func (r *HashResult) invalid(format string) string {
+	f := hasher.Nix32
+	if format != "" {
+		var err error
+		if f, err = hasher.ParseFormat(format); err != nil {
+			return "" // the daemon refuses the request: not reached
+		}
+	}
+	h, err := hasher.Parse(r.Hash, hasher.SHA256)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("a hash that is not one (%q)", r.Hash)
+	case h.Algo != hasher.SHA256 || r.Algo != "sha256":
+		return fmt.Sprintf("a hash that is not SHA-256 (%q, algorithm %q)", r.Hash, r.Algo)
+	case h.Format(f) != r.Hash:
+		return fmt.Sprintf("a hash that is not in the format asked for, %s (%q)", f, r.Hash)
+	case r.NARSize <= 0:
+		return fmt.Sprintf("a NAR size of %d bytes", r.NARSize)
+	case !filepath.IsAbs(r.Path):
+		return fmt.Sprintf("a path that is not absolute (%q)", r.Path)
+	}
+	return ""
+}
+
+func (s *Status) invalid() string {
+	if s.PID <= 0 { // a narhashd older than Version has no version, but a PID
+		return "a status without narhashd's process ID"
+	}
+	for i := range s.Roots {
+		if why := s.Roots[i].invalid(); why != "" {
+			return why
+		}
+	}
+	return ""
+}
+
+func (r *Root) invalid() string {
+	if !filepath.IsAbs(r.Path) {
+		return fmt.Sprintf("a root whose path is not absolute (%q)", r.Path)
+	}
+	return ""
+}
+
+// roots is the answer to GET /v1/roots.
+type roots []Root
+
+func (rs *roots) invalid() string {
+	for i := range *rs {
+		if why := (*rs)[i].invalid(); why != "" {
+			return why
+		}
+	}
+	return ""
 }
 
 // pathOnly drops a request's query, which may be long, for a message.

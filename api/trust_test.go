@@ -63,7 +63,7 @@ func TestClientRefusesUntrusted(t *testing.T) {
 	asked := make(chan struct{}, 1)
 	go http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		asked <- struct{}{}
-		w.Write([]byte(`{"pid": 1}`))
+		w.Write([]byte(`{"version": "test", "pid": 1}`))
 	}))
 	c := &Client{Socket: sock}
 	if _, err := c.Status(context.Background()); err != nil {
