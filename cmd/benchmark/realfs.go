@@ -27,7 +27,9 @@ import (
 // files (readall.go): one table of ratios from one run.
 //
 //   - goroot: a copy of GOROOT (about 15,000 files), a real source tree;
-//   - src, big, tiny: the synthetic trees of the first table.
+//   - src, big, tiny: the synthetic trees of the first table;
+//   - an absolute path: a tree of the user's, measured where it is (on
+//     whatever filesystem that is), and not copied.
 //
 // Warm: every tool reads the tree once before the first round. Cold: the
 // page cache is dropped (sync; echo 3 > /proc/sys/vm/drop_caches) before
@@ -49,7 +51,7 @@ type realOptions struct {
 func realFlags(fs *flag.FlagSet) realOptions {
 	return realOptions{
 		disk:       fs.String("disk", "/var/tmp/narhash-bench", "-trees real: where to put the trees on the disk filesystem (not tmpfs; kept for the next run)"),
-		trees:      fs.String("real", "goroot,src,big,tiny", "-trees real: which trees: goroot, src, big, tiny"),
+		trees:      fs.String("real", "goroot,src,big,tiny", "-trees real: which trees: goroot, src, big, tiny, or absolute paths of trees to measure where they are"),
 		modes:      fs.String("modes", "warm,cold", "-trees real: warm, cold (cold needs root, to drop the page cache)"),
 		procs:      fs.String("procs", "", "-trees real: GOMAXPROCS values for narhash, one row each (e.g. 2,8; empty: narhash's default)"),
 		warmRounds: fs.Int("warm-rounds", 5, "-trees real: warm rounds (after one warm-up round)"),
@@ -112,27 +114,38 @@ func benchReal(ctx context.Context, stdout, stderr io.Writer, only, tmpDir, self
 	var tds []realTree
 	tmpfs := fsName(tmpDir) == "tmpfs"
 	for _, name := range strings.Split(*o.trees, ",") {
-		build := realBuilder(ctx, name)
-		if build == nil {
-			return fmt.Errorf("-real: no tree %q (goroot, src, big, tiny)", name)
-		}
-		dirs := []string{*o.disk}
-		if tmpfs {
-			dirs = append(dirs, tmpDir)
-		}
-		for _, d := range dirs {
-			p := filepath.Join(d, name)
-			if _, err := os.Stat(p + ".ok"); err != nil {
-				fmt.Fprintf(stderr, "generating %s…\n", p)
-				os.RemoveAll(p)
-				if err := build(p); err != nil {
-					return fmt.Errorf("generate %s: %w", p, err)
-				}
-				os.WriteFile(p+".ok", nil, 0o644)
+		var paths []string
+		if filepath.IsAbs(name) {
+			// A tree of the user's, measured where it is, on its own
+			// filesystem.
+			name = filepath.Clean(name)
+			paths = append(paths, name)
+		} else {
+			build := realBuilder(ctx, name)
+			if build == nil {
+				return fmt.Errorf("-real: no tree %q (goroot, src, big, tiny, or an absolute path)", name)
 			}
+			dirs := []string{*o.disk}
+			if tmpfs {
+				dirs = append(dirs, tmpDir)
+			}
+			for _, d := range dirs {
+				p := filepath.Join(d, name)
+				if _, err := os.Stat(p + ".ok"); err != nil {
+					fmt.Fprintf(stderr, "generating %s…\n", p)
+					os.RemoveAll(p)
+					if err := build(p); err != nil {
+						return fmt.Errorf("generate %s: %w", p, err)
+					}
+					os.WriteFile(p+".ok", nil, 0o644)
+				}
+				paths = append(paths, p)
+			}
+		}
+		for _, p := range paths {
 			res, err := hasher.HashPath(ctx, p, nil)
 			if err != nil {
-				return err
+				return fmt.Errorf("-real %s: %w", name, err)
 			}
 			files, err := countFiles(p)
 			if err != nil {
