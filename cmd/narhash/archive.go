@@ -63,7 +63,7 @@ bytes back. Valid UTF-8 names print as they are.
 PATH may omit the leading slash; a trailing slash is ignored.`
 	c.Example = `  narhash ls -lR src.nar
   narhash ls --json -R src.nar /bin`
-	c.Args = args(1, 2, "NARFILE [PATH]")
+	c.Args = argsEmptyFrom(1, 2, "NARFILE [PATH]", 1)
 	c.ValidArgsFunction = narPaths
 	fs := c.Flags()
 	fs.BoolVarP(&o.long, "long", "l", false, "long listing: type and mode, size, name, symlink target")
@@ -80,7 +80,7 @@ func catCmd(sio *stdio) *cobra.Command {
 regular file; from a pipe, the contents stream and a later error still exits 1.`
 	c.Example = `  narhash cat src.nar /README.md
   narhash dump ./src | narhash cat - /README.md`
-	c.Args = args(2, 2, "NARFILE PATH")
+	c.Args = argsEmptyFrom(2, 2, "NARFILE PATH", 1)
 	c.ValidArgsFunction = narPaths
 	return c
 }

@@ -214,13 +214,25 @@ func forEach(c *cobra.Command, fn func(*cobra.Command)) {
 
 // args returns a positional-argument check: between lo and hi arguments
 // (hi < 0: no limit), else the usage error want.
-func args(lo, hi int, want string) cobra.PositionalArgs {
+func args(lo, hi int, want string) cobra.PositionalArgs { return argsEmptyFrom(lo, hi, want, -1) }
+
+// argsEmptyFrom is args, where the arguments from the index from on (-1:
+// none) may be empty: a PATH inside an archive, where "" is its root.
+// Any other empty argument is a usage error: most often it is an unset
+// shell variable ("$SRC"), and a PATH made absolute would be the current
+// directory, whose hash would then be printed as the answer.
+func argsEmptyFrom(lo, hi int, want string, from int) cobra.PositionalArgs {
 	return func(_ *cobra.Command, args []string) error {
 		if len(args) < lo || hi >= 0 && len(args) > hi {
 			if len(args) == 0 && lo == 1 && hi < 0 {
 				return usagef("no %s given", want)
 			}
 			return usagef("want %s, got %d arguments", want, len(args))
+		}
+		for i, a := range args {
+			if a == "" && (from < 0 || i < from) {
+				return usagef("argument %d is empty (an unset shell variable?); want %s", i+1, want)
+			}
 		}
 		return nil
 	}

@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 
 	"github.com/spf13/pflag"
@@ -80,6 +81,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "narhashd: unexpected argument %q (did you mean --watch %s?)\n", fs.Arg(0), fs.Arg(0))
+		return 2
+	}
+	if slices.Contains(watch, "") {
+		// Made absolute, it would be the working directory: most often
+		// an unset variable in a unit file or script.
+		fmt.Fprintln(stderr, "narhashd: --watch: an empty PATH (an unset shell variable?)")
 		return 2
 	}
 	var lv slog.Level

@@ -175,6 +175,7 @@ func TestFlags(t *testing.T) {
 		{[]string{"install-units", "-h"}, 0, "Usage: narhashd install-units", ""},
 		{[]string{"install-units", "extra"}, 2, "", `unexpected argument "extra"`},
 		{[]string{"stray"}, 2, "", "did you mean --watch stray"},
+		{[]string{"--watch", "/src", "--watch", ""}, 2, "", "--watch: an empty PATH"},
 		{[]string{"--log-level", "loud"}, 2, "", "--log-level"},
 		{[]string{"--no-such"}, 2, "", "narhashd: unknown flag: --no-such\nRun 'narhashd -h' for help.\n"},
 	} {
