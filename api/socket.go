@@ -24,6 +24,11 @@ const MaxConns = 256
 
 var maxConns = MaxConns // for tests
 
+// maxSocketPath is the longest path a Unix socket's address holds: its
+// sun_path less the final NUL (107 bytes on Linux, 103 on macOS and the
+// BSDs). bind(2) refuses a longer one with only "invalid argument".
+var maxSocketPath = len(syscall.RawSockaddrUnix{}.Path) - 1
+
 // Listen creates the Unix socket at path for the daemon. Its directory is
 // created 0700 if need be; an existing one must belong to this user and
 // must not be writable by others (unless sticky, like /tmp), and its mode
@@ -33,6 +38,9 @@ var maxConns = MaxConns // for tests
 // Closing the listener removes the socket file only if it is still the
 // one Listen created.
 func Listen(path string) (net.Listener, error) {
+	if len(path) > maxSocketPath {
+		return nil, fmt.Errorf("socket path %s is %d bytes, longer than the %d a Unix socket's address holds: give narhashd a shorter --socket", path, len(path), maxSocketPath)
+	}
 	dir := filepath.Dir(path)
 	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {

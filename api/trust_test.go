@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -104,5 +105,22 @@ func TestListenCloseTwice(t *testing.T) {
 			t.Fatalf("round %d: the second Close removed another socket at the path", i)
 		}
 		other.Close()
+	}
+}
+
+// TestListenLongPath: a socket path longer than a Unix socket's address
+// holds is refused, saying so, where bind(2) says only "invalid
+// argument"; the longest that fits works.
+func TestListenLongPath(t *testing.T) {
+	dir := t.TempDir()
+	pad := func(n int) string { return filepath.Join(dir, strings.Repeat("s", n-len(dir)-1)) }
+	l, err := Listen(pad(maxSocketPath))
+	if err != nil {
+		t.Fatalf("a socket path of %d bytes: %v", maxSocketPath, err)
+	}
+	l.Close()
+	long := pad(maxSocketPath + 1)
+	if _, err := Listen(long); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("is %d bytes, longer than the %d", maxSocketPath+1, maxSocketPath)) {
+		t.Errorf("a socket path of %d bytes: %v", maxSocketPath+1, err)
 	}
 }
