@@ -122,8 +122,14 @@ func TestOpenErrors(t *testing.T) {
 	base(r)
 	must(t, os.Mkdir(filepath.Join(r.Dir, "untracked"), 0o755))
 	must(t, os.Mkdir(filepath.Join(tmp, "plain"), 0o755))
+	bare := filepath.Join(tmp, "bare.git")
+	if out, err := exec.Command("git", "init", "-q", "--bare", bare).CombinedOutput(); err != nil {
+		t.Fatalf("git init --bare: %v: %s", err, out)
+	}
 	for _, c := range []struct{ path, want string }{
 		{filepath.Join(tmp, "plain"), "not in a git worktree"},
+		{bare, "is a bare git repository"},
+		{filepath.Join(bare, "refs"), bare + " is a bare git repository"},
 		{filepath.Join(r.Dir, "README"), "not a directory"},
 		{filepath.Join(r.Dir, ".git"), "inside the git directory"},
 		{filepath.Join(r.Dir, ".git/refs"), "inside the git directory"},

@@ -47,6 +47,9 @@ func FindRepo(dir string) (Repo, error) {
 		case err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission):
 			return Repo{}, fmt.Errorf("gitview: %w", err)
 		}
+		if bareRepo(d) {
+			return Repo{}, fmt.Errorf("gitview: %s: %w: %s is a bare git repository, which has no worktree to hash; hash a clone's worktree, or the directory without --git", dir, ErrNotWorktree, d)
+		}
 		parent := filepath.Dir(d)
 		if parent == d {
 			return Repo{}, fmt.Errorf("gitview: %s: %w (no .git in it or any parent): --git hashes what a git repository tracks; hash the directory without --git", dir, ErrNotWorktree)
@@ -92,31 +95,60 @@ func repoAt(worktree, gitDir string) (Repo, error) {
 // hashSize is the size of the repository's object names: 32 bytes if its
 // config sets extensions.objectFormat = sha256, else 20 (SHA-1).
 func (r Repo) hashSize() (int, error) {
-	f, err := os.Open(filepath.Join(r.CommonDir, "config"))
+	v, err := configValue(filepath.Join(r.CommonDir, "config"), "extensions", "objectformat")
+	if err != nil {
+		return 0, err
+	}
+	if strings.ToLower(v) == "sha256" {
+		return 32, nil
+	}
+	return 20, nil
+}
+
+// bareRepo reports whether dir is a bare repository's git directory: a
+// HEAD file, objects and refs, and core.bare = true in its config (a
+// worktree's .git says false).
+func bareRepo(dir string) bool {
+	for _, name := range []string{"objects", "refs"} {
+		if fi, err := os.Stat(filepath.Join(dir, name)); err != nil || !fi.IsDir() {
+			return false
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "HEAD")); err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	v, err := configValue(filepath.Join(dir, "config"), "core", "bare")
+	return err == nil && strings.ToLower(v) == "true"
+}
+
+// configValue returns the value of key in section of the git config file
+// path (the last one set; "" if none, or no such file). It reads only
+// the simple form git writes: "[section]" then "key = value", names
+// compared without case, a value's quotes dropped.
+func configValue(path, section, key string) (string, error) {
+	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return 20, nil
+		return "", nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("gitview: %w", err)
+		return "", fmt.Errorf("gitview: %w", err)
 	}
 	defer f.Close()
-	section := ""
+	in, value := "", ""
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		if strings.HasPrefix(line, "[") {
-			section, _, _ = strings.Cut(strings.ToLower(strings.Trim(line, "[]")), " ")
+			in, _, _ = strings.Cut(strings.ToLower(strings.Trim(line, "[]")), " ")
 			continue
 		}
-		key, value, ok := strings.Cut(line, "=")
-		if ok && section == "extensions" && strings.EqualFold(strings.TrimSpace(key), "objectformat") {
-			if v := strings.ToLower(strings.Trim(strings.TrimSpace(value), `"`)); v == "sha256" {
-				return 32, nil
-			}
+		k, v, ok := strings.Cut(line, "=")
+		if ok && in == section && strings.EqualFold(strings.TrimSpace(k), key) {
+			value = strings.Trim(strings.TrimSpace(v), `"`)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("gitview: read %s: %w", f.Name(), err)
+		return "", fmt.Errorf("gitview: read %s: %w", path, err)
 	}
-	return 20, nil
+	return value, nil
 }
