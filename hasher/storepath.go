@@ -29,7 +29,7 @@ func CheckName(name string) error {
 	for i := range len(name) {
 		c := name[i]
 		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '+' || c == '-' || c == '.' || c == '_' || c == '?' || c == '=') {
-			return fmt.Errorf("store path name %q contains %q: only 0-9 a-z A-Z + - . _ ? = are allowed (use --name)", name, c)
+			return fmt.Errorf("store path name %q contains %q: only 0-9 a-z A-Z + - . _ ? = are allowed", name, c)
 		}
 	}
 	return nil

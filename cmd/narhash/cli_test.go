@@ -29,6 +29,8 @@ func TestUsage(t *testing.T) {
 		{[]string{"hash", ".", ""}, 2, "narhash hash: argument 2 is empty (an unset shell variable?); want PATH"},
 		{[]string{"query", "--daemon-only", ""}, 2, "narhash query: argument 1 is empty"},
 		{[]string{"watch", "add", ""}, 2, "narhash watch add: argument 1 is empty"},
+		{[]string{"store-path", "/no/such dir"}, 2, `name "such dir" contains ' ': only 0-9 a-z A-Z + - . _ ? = are allowed: the name comes from the path's last element; give another with --name`},
+		{[]string{"store-path", "--name", "a b", "."}, 2, `narhash store-path: --name: store path name "a b" contains ' '`},
 		{[]string{"hash", "-h"}, 0, "Usage: narhash hash"},
 		{[]string{"hash", "--format", "base58", "."}, 2, `unknown hash format "base58"`},
 		{[]string{"hash", "--no-such-flag", "."}, 2, "narhash hash: unknown flag: --no-such-flag (see 'narhash hash -h')\n"},

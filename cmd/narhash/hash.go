@@ -299,7 +299,10 @@ func runStorePath(ctx context.Context, sio *stdio, opts *storePathOpts, args []s
 		name = filepath.Base(filepath.Clean(path))
 	}
 	if err := hasher.CheckName(name); err != nil {
-		return usagef("%v", err)
+		if opts.name == "" {
+			return usagef("%v: the name comes from the path's last element; give another with --name", err)
+		}
+		return usagef("--name: %v", err)
 	}
 	h, err := computeHash(ctx, path, opts.git, flat, hasher.SHA256)
 	if err != nil {
