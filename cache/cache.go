@@ -92,7 +92,7 @@ func Open(path string, opt *Options) (*Store, error) {
 		timeout = opt.Timeout
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("cache: %w", err)
+		return nil, fmt.Errorf("cache: the database's directory: %w: give narhashd a --db where it can create one", err)
 	}
 	s, err := open(path, timeout)
 	if err == nil || errors.Is(err, ErrLocked) || !damaged(err) {
@@ -130,7 +130,8 @@ func open(path string, timeout time.Duration) (s *Store, err error) {
 	if err != nil {
 		var pe *os.PathError
 		if errors.As(err, &pe) {
-			return nil, fmt.Errorf("cache: open %s: %w", path, err)
+			// bbolt's error is open's, which names path already.
+			return nil, fmt.Errorf("cache: open %s: %w: give narhashd a --db it can read and write", path, pe.Err)
 		}
 		return nil, fmt.Errorf("cache: %s: %w: %v", path, ErrCorrupt, err)
 	}

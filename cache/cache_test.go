@@ -74,6 +74,28 @@ func TestLocked(t *testing.T) {
 	}
 }
 
+// TestCannotOpen: a database path that cannot be opened or created fails
+// naming it once, with what to do, and is not taken for a damaged file
+// (nothing is moved aside).
+func TestCannotOpen(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ path, want string }{
+		{dir, "cache: open " + dir + ": is a directory: give narhashd a --db it can read and write"},
+		{filepath.Join(file, "cache.db"), "cache: the database's directory: mkdir " + file + ": not a directory: give narhashd a --db where it can create one"},
+	} {
+		if _, err := Open(c.path, nil); err == nil || err.Error() != c.want {
+			t.Errorf("Open(%s): %v; want %q", c.path, err, c.want)
+		}
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("%d files in %s after the failed opens; want only %q", len(ents), dir, "file")
+	}
+}
+
 func TestDamaged(t *testing.T) {
 	good := filepath.Join(t.TempDir(), "good.db")
 	s, err := Open(good, nil)
