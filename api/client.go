@@ -217,9 +217,9 @@ func (c *Client) notNarhashd(method, path, what string) error {
 }
 
 // invalid says what, in a hash answer, narhashd never sends ("" if
-// nothing): a SHA-256 digest in the format asked for ("" is nix32), the
-// NAR's size (never 0: the smallest archive has 64 bytes), and an
-// absolute path.
+// nothing): it sends a SHA-256 digest in the format asked for ("" is
+// nix32), the NAR's size (never 0: the smallest archive, an empty
+// file's, has 112 bytes), and an absolute path.
 func (r *HashResult) invalid(format string) string {
 	f := hasher.Nix32
 	if format != "" {
