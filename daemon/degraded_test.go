@@ -50,12 +50,60 @@ func TestWatchLimit(t *testing.T) {
 // 12 times in 20 on one CPU).
 func TestDegradedQueryDuringJob(t *testing.T) {
 	root := newTree(t)
-	os.MkdirAll(filepath.Join(root, "over/limit"), 0o755)
-	var hold atomic.Bool // hold the next job, once it has hashed
-	hashed := make(chan struct{})
+	h := startHeld(t, root)
+	h.change(t, root)
+	// A change no event reports, then a query: it waits, and the held
+	// job reports (testHookWaits).
+	if err := os.WriteFile(filepath.Join(root, "over/limit/f"), []byte("changed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := offline(t, root)
+	if got := query(t, h.r.c, root); got.Hash != want || !got.Degraded {
+		t.Errorf("query during a job that began before it: %s degraded=%v (%s at %v), want %s (the tree after the change)", got.Hash, got.Degraded, got.Source, got.Computed, want)
+	}
+}
+
+// TestDegradedQueryDuringFailedJob: the same with a job that fails, on a
+// FIFO no event told of: a query that came after the job began, once the
+// FIFO is gone (no event either), gets the tree's hash, not the job's
+// failure (every waiter got it before).
+func TestDegradedQueryDuringFailedJob(t *testing.T) {
+	root := newTree(t)
+	h := startHeld(t, root)
+	fifo := filepath.Join(root, "over/limit/fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.change(t, root) // its job fails on the FIFO
+	if err := os.Remove(fifo); err != nil {
+		t.Fatal(err)
+	}
+	want := offline(t, root)
+	got, err := h.r.c.Hash(context.Background(), root, "", false)
+	if err != nil || got.Hash != want {
+		t.Errorf("query during a failed job that began before it: %s, %v; want %s (the tree without the FIFO)", got.Hash, err, want)
+	}
+}
+
+// heldJob is a daemon with one worker watching a tree whose over/ is
+// beyond the watch limit (a degraded root), and whose next job, once
+// hold is set, stops after it has hashed until a query waits: a query
+// then comes while a job begun before it runs.
+type heldJob struct {
+	r      *running
+	hold   atomic.Bool
+	hashed chan struct{}
+}
+
+func startHeld(t *testing.T, root string) *heldJob {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(root, "over/limit"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h := &heldJob{hashed: make(chan struct{})}
 	release := make(chan struct{}) // closed once a query waits
 	var held, waits sync.Once
-	r := start(t, Config{Watch: []string{root}, Workers: 1}, func(d *Daemon) {
+	h.r = start(t, Config{Watch: []string{root}, Workers: 1}, func(d *Daemon) {
 		d.testHookAdd = func(p string) error {
 			if strings.Contains(p, "over") {
 				return fmt.Errorf("add %s: %w", p, syscall.ENOSPC)
@@ -63,16 +111,16 @@ func TestDegradedQueryDuringJob(t *testing.T) {
 			return nil
 		}
 		d.testHookWaits = func(string) {
-			if hold.Load() {
+			if h.hold.Load() {
 				waits.Do(func() { close(release) })
 			}
 		}
 		d.testHookDone = func(string) {
-			if !hold.Load() {
+			if !h.hold.Load() {
 				return
 			}
 			held.Do(func() {
-				close(hashed)
+				close(h.hashed)
 				select {
 				case <-release:
 				case <-time.After(10 * time.Second):
@@ -80,25 +128,22 @@ func TestDegradedQueryDuringJob(t *testing.T) {
 			})
 		}
 	})
-	query(t, r.c, root) // the root listed and hashed: settled
-	hold.Store(true)
-	// A change an event reports starts a job (the root is rehashed
-	// unasked); it hashes the tree and is held.
+	query(t, h.r.c, root) // the root listed and hashed: settled
+	return h
+}
+
+// change makes a change an event reports, which starts a job (the root
+// is rehashed unasked), and returns once that job has hashed the tree
+// and is held.
+func (h *heldJob) change(t *testing.T, root string) {
+	t.Helper()
+	h.hold.Store(true)
 	if err := os.WriteFile(filepath.Join(root, "watched"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-hashed:
+	case <-h.hashed:
 	case <-time.After(10 * time.Second):
 		t.Fatal("no job hashed the root within 10 s of a change")
-	}
-	// A change no event reports, then a query: it waits, and the held
-	// job reports (testHookWaits).
-	if err := os.WriteFile(filepath.Join(root, "over/limit/f"), []byte("changed"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	want := offline(t, root)
-	if h := query(t, r.c, root); h.Hash != want || !h.Degraded {
-		t.Errorf("query during a job that began before it: %s degraded=%v (%s at %v), want %s (the tree after the change)", h.Hash, h.Degraded, h.Source, h.Computed, want)
 	}
 }

@@ -208,7 +208,7 @@ func (d *Daemon) onResult(j *job) {
 	if j.err != nil {
 		t.err = j.err
 		d.log.Warn("hash failed", "path", t.path, "err", j.err, "dur", took)
-		t.fail(j.err)
+		d.reply(t, j.start, result{err: j.err})
 		return
 	}
 	it := cache.Item{Path: t.path, Entry: cache.Entry{Hash: [32]byte(j.res.Hash.Digest), NARSize: j.res.NARSize, Fingerprint: j.res.Fingerprint, Computed: j.start, Took: took}}
@@ -241,22 +241,27 @@ func (d *Daemon) onResult(j *job) {
 }
 
 // answer gives t's current entry, which a job begun at begun computed or
-// checked, to the waiters it may answer (see waiter). The others came
-// after that job began, when events could not vouch for the tree (a
-// degraded root, a failed barrier): it may have missed a change they
-// must see, so they wait for the next job, which it schedules.
+// checked, to the waiters it may answer (see reply).
 func (d *Daemon) answer(t *tracked, source string, begun time.Time) {
-	if len(t.waiters) == 0 {
-		return
+	if len(t.waiters) > 0 {
+		d.reply(t, begun, result{hash: t.apiHash(d, source)})
 	}
-	h := t.apiHash(d, source)
+}
+
+// reply gives r, what a job begun at begun found (a hash or a failure),
+// to the waiters it may answer (see waiter). The others came after that
+// job began, when events could not vouch for the tree (a degraded root,
+// a failed barrier): it may have missed a change they must see (one that
+// mends a failure, too), so they wait for the next job, which it
+// schedules.
+func (d *Daemon) reply(t *tracked, begun time.Time, r result) {
 	later := t.waiters[:0]
 	for _, w := range t.waiters {
 		if begun.Before(w.since) {
 			later = append(later, w)
 			continue
 		}
-		w.ch <- result{hash: h}
+		w.ch <- r
 	}
 	clear(t.waiters[len(later):])
 	t.waiters = later

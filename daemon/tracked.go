@@ -81,7 +81,10 @@ func (t *tracked) apiHash(d *Daemon, source string) api.Hash {
 	}
 }
 
-// fail answers every waiter with err.
+// fail answers every waiter with err, whenever it came: the path is no
+// longer tracked, or the daemon stops. A failed job's error goes through
+// reply instead, which keeps it from the queries that came after the job
+// began while events could not vouch for the tree.
 func (t *tracked) fail(err error) {
 	for _, w := range t.waiters {
 		w.ch <- result{err: err}
