@@ -61,22 +61,31 @@ type Hash struct {
 	Took     time.Duration
 	Epoch    uint64 // bumped whenever events were lost and everything rescanned
 	Degraded bool   // the root is not watched (watch limit, or not inotify-capable): validated by stat walk
+	// Failed, in a subscription only, says why the path's hash could
+	// not be computed after a change (a FIFO appeared, say): the hash
+	// sent before no longer describes the path, and there is none now
+	// (Digest is zero) until a change lets it be hashed again.
+	Failed string
 }
 
-// HashResult is Hash on the wire.
+// HashResult is Hash on the wire. A hash always has every field but
+// view, root, degraded and failed; a subscription's line that says the
+// path could not be hashed has only path, view, root, epoch, degraded and
+// failed.
 type HashResult struct {
 	Path     string    `json:"path"`
 	View     View      `json:"view,omitempty"`
-	Hash     string    `json:"hash"`
-	Algo     string    `json:"algo"`
-	Format   string    `json:"format"`
-	NARSize  int64     `json:"narSize"`
+	Hash     string    `json:"hash,omitempty"`
+	Algo     string    `json:"algo,omitempty"`
+	Format   string    `json:"format,omitempty"`
+	NARSize  int64     `json:"narSize,omitempty"`
 	Root     string    `json:"root,omitempty"`
-	Source   string    `json:"source"`
-	Computed time.Time `json:"computedAt"`
-	TookMS   float64   `json:"tookMs"`
+	Source   string    `json:"source,omitempty"`
+	Computed time.Time `json:"computedAt,omitzero"`
+	TookMS   float64   `json:"tookMs,omitempty"`
 	Epoch    uint64    `json:"epoch"`
 	Degraded bool      `json:"degraded,omitempty"`
+	Failed   string    `json:"failed,omitempty"`
 }
 
 // Root describes a watched root.

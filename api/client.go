@@ -125,7 +125,10 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 }
 
 // Subscribe calls fn with the current hash of path and every new one,
-// until ctx is done, fn fails or the daemon goes away.
+// until ctx is done, fn fails or the daemon goes away. When a change
+// leaves the path impossible to hash, fn gets a HashResult with Failed
+// set and no hash; the next hash follows once a change mends it, even
+// if it is the one sent before.
 func (c *Client) Subscribe(ctx context.Context, path, format string, fn func(HashResult) error) error {
 	return c.SubscribeView(ctx, path, ViewTree, format, fn)
 }
@@ -157,8 +160,12 @@ func (c *Client) SubscribeView(ctx context.Context, path string, view View, form
 		if res.Error != "" {
 			return fmt.Errorf("narhashd ended the subscription: %s", res.Error)
 		}
-		if why := res.invalid(format); why != "" {
-			return c.notNarhashd(http.MethodGet, "/v1/subscribe", why)
+		if res.Failed == "" {
+			if why := res.invalid(format); why != "" {
+				return c.notNarhashd(http.MethodGet, "/v1/subscribe", why)
+			}
+		} else if !filepath.IsAbs(res.Path) || res.Hash != "" {
+			return c.notNarhashd(http.MethodGet, "/v1/subscribe", fmt.Sprintf("a failure with a hash or without a path (%q, %q)", res.Hash, res.Path))
 		}
 		if err := fn(res.HashResult); err != nil {
 			return err

@@ -178,6 +178,9 @@ func viewParam(r *http.Request) (View, error) { return ParseView(r.URL.Query().G
 
 // Result turns a Hash into its wire form, in format f.
 func Result(h Hash, f hasher.Format) HashResult {
+	if h.Failed != "" {
+		return HashResult{Path: h.Path, View: h.View, Root: h.Root, Epoch: h.Epoch, Degraded: h.Degraded, Failed: h.Failed}
+	}
 	return HashResult{
 		Path: h.Path, View: h.View, Hash: hasher.Hash{Algo: hasher.SHA256, Digest: h.Digest[:]}.Format(f),
 		Algo: "sha256", Format: f.String(), NARSize: h.NARSize, Root: h.Root, Source: h.Source,

@@ -358,17 +358,19 @@ func (d *Daemon) Subscribe(ctx context.Context, path string, view api.View, send
 	if err := send(cur); err != nil {
 		return err
 	}
-	last := cur.Digest
+	last, failed := cur.Digest, ""
 	for {
 		select {
 		case h, ok := <-ch:
 			if !ok {
 				return api.Errorf(http.StatusGone, "%s is no longer watched", clip(path))
 			}
-			if h.Digest == last {
-				continue
+			if h.Failed == failed && (h.Failed != "" || h.Digest == last) {
+				continue // nothing new
 			}
-			last = h.Digest
+			// After a failure, the next hash is sent even if it is the
+			// one sent before it.
+			last, failed = h.Digest, h.Failed
 			if err := send(h); err != nil {
 				return err
 			}

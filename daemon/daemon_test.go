@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -463,8 +464,12 @@ func subscribe(t *testing.T, r *running, path string) *subscription {
 	t.Cleanup(cancel)
 	s := &subscription{t: t, lines: make(chan string, 16), stop: cancel}
 	go r.c.Subscribe(ctx, path, "", func(h api.HashResult) error {
+		line := h.Hash
+		if h.Failed != "" {
+			line = "failed: " + h.Failed
+		}
 		select {
-		case s.lines <- h.Hash:
+		case s.lines <- line:
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
@@ -499,6 +504,33 @@ func (s *subscription) until(want, what string) {
 		case <-deadline:
 			s.t.Fatalf("the subscriber did not hear of %s in 10 s", what)
 		}
+	}
+}
+
+// TestSubscribeFailure: a change that leaves the tree impossible to hash
+// (a FIFO in it) is told to the subscriber, whose hash no longer
+// describes the tree; once the change is undone, the hash follows, though
+// it is the one sent before the failure.
+func TestSubscribeFailure(t *testing.T) {
+	root := newTree(t)
+	r := start(t, Config{Watch: []string{root}})
+	s := subscribe(t, r, root)
+	before := offline(t, root)
+	if h := s.next(); h != before {
+		t.Fatalf("first line %s, want %s", h, before)
+	}
+	fifo := filepath.Join(root, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if h := s.next(); !strings.HasPrefix(h, "failed: ") || !strings.Contains(h, "named pipe") {
+		t.Fatalf("after a FIFO appeared: %q, want the failure", h)
+	}
+	if err := os.Remove(fifo); err != nil {
+		t.Fatal(err)
+	}
+	if h := s.next(); h != before {
+		t.Fatalf("after the FIFO went: %q, want %s again", h, before)
 	}
 }
 

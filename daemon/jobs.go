@@ -209,8 +209,12 @@ func (d *Daemon) onResult(j *job) {
 		t.err = j.err
 		d.log.Warn("hash failed", "path", t.path, "err", j.err, "dur", took)
 		d.reply(t, j.start, result{err: j.err})
+		h := t.failure(d)
+		h.Failed = j.err.Error()
+		t.notify(h)
 		return
 	}
+	failedBefore := t.err != nil
 	it := cache.Item{Path: t.path, Entry: cache.Entry{Hash: [32]byte(j.res.Hash.Digest), NARSize: j.res.NARSize, Fingerprint: j.res.Fingerprint, Computed: j.start, Took: took}}
 	d.hashed(t, j, &it)
 	e := it.Entry
@@ -228,15 +232,8 @@ func (d *Daemon) onResult(j *job) {
 	}
 	d.log.Debug("hashed", "path", t.path, "hash", j.res.Hash.Format(hasher.Nix32), "bytes", e.NARSize, "dur", took)
 	d.answer(t, "computed", j.start)
-	if changed {
-		h := t.apiHash(d, "computed")
-		for ch := range t.subs {
-			select { // keep only the newest for a slow subscriber
-			case <-ch:
-			default:
-			}
-			ch <- h
-		}
+	if changed || failedBefore {
+		t.notify(t.apiHash(d, "computed"))
 	}
 }
 

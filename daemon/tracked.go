@@ -81,6 +81,28 @@ func (t *tracked) apiHash(d *Daemon, source string) api.Hash {
 	}
 }
 
+// failure is what t's subscribers get when a job fails (Failed is the
+// caller's to set): the path, without a hash.
+func (t *tracked) failure(d *Daemon) api.Hash {
+	view := api.ViewTree
+	if t.git != nil {
+		view = api.ViewGit
+	}
+	return api.Hash{Path: t.path, View: view, Root: t.root.path, Epoch: d.epoch, Degraded: t.root.degraded}
+}
+
+// notify sends h to t's subscribers, keeping only the newest for a slow
+// one.
+func (t *tracked) notify(h api.Hash) {
+	for ch := range t.subs {
+		select {
+		case <-ch:
+		default:
+		}
+		ch <- h
+	}
+}
+
 // fail answers every waiter with err, whenever it came: the path is no
 // longer tracked, or the daemon stops. A failed job's error goes through
 // reply instead, which keeps it from the queries that came after the job

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -61,7 +62,12 @@ func subscribeCmd(sio *stdio) *cobra.Command {
 		func(cmd *cobra.Command, args []string) error { return runSubscribe(cmd.Context(), sio, o, args[0]) })
 	c.Long = `For editors and scripts that follow a tree: the first line is the current
 hash, then one line per new hash, until interrupted or the daemon stops
-(exit 1).`
+(exit 1).
+
+When a change leaves PATH impossible to hash (a FIFO appeared in it, a file
+cannot be read), the line is "failed: " and why: the hash before no longer
+describes PATH. The next hash follows once a change mends it, even if it
+is the same as before. With --json that line is {"path":…,"failed":…}.`
 	c.Example = `  narhash subscribe --sri ~/src/project
   narhash subscribe --git --sri ~/src/project   # follows the flake's narHash`
 	c.Args = args(1, 1, "one PATH")
@@ -193,8 +199,12 @@ func runSubscribe(ctx context.Context, sio *stdio, opts *queryOpts, path string)
 	}
 	enc := json.NewEncoder(sio.out)
 	err = (&api.Client{Socket: opts.socket}).SubscribeView(ctx, abs, opts.view(), opts.format, func(r api.HashResult) error {
-		if opts.json {
+		switch {
+		case opts.json:
 			return enc.Encode(r)
+		case r.Failed != "":
+			_, err := fmt.Fprintln(sio.out, "failed:", oneLine(r.Failed))
+			return err
 		}
 		_, err := fmt.Fprintln(sio.out, r.Hash)
 		return err
@@ -204,6 +214,10 @@ func runSubscribe(ctx context.Context, sio *stdio, opts *queryOpts, path string)
 	}
 	return err
 }
+
+// oneLine keeps a message to one line of output: a path in it may hold a
+// newline.
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", `\n`) }
 
 // orUnknown names a version an older daemon did not report.
 func orUnknown(v string) string {

@@ -49,9 +49,17 @@ func (f *fakeBackend) RemoveRoot(context.Context, string) error { f.roots = nil;
 func (f *fakeBackend) Status(context.Context) (api.Status, error) {
 	return api.Status{Version: f.version, PID: 42, Started: time.Now(), Workers: 2, Roots: f.roots, Warnings: []string{"a warning"}}, nil
 }
+
+// Subscribe sends a hash, a failure (its message with a newline, as a
+// file's name may have), and the hash again.
 func (f *fakeBackend) Subscribe(ctx context.Context, path string, view api.View, send func(api.Hash) error) error {
 	h, _ := f.Hash(ctx, path, view, false)
-	return send(h)
+	for _, h := range []api.Hash{h, {Path: path, View: view, Failed: "dump " + path + "/a\nb: unsupported file type"}, h} {
+		if err := send(h); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // serveFake serves b on a new socket until the test ends.
@@ -94,9 +102,16 @@ func TestDaemonCommands(t *testing.T) {
 	if out := narhashOK(t, nil, "watch", "rm", "--socket", sock, "/src"); !strings.Contains(string(out), "no longer watching /src") {
 		t.Errorf("watch rm: %s", out)
 	}
-	_, _, code := narhash(t, nil, "subscribe", "--socket", sock, "/a")
-	if code != 1 { // the fake ends the stream after one line: the CLI says the daemon closed it
-		t.Errorf("subscribe: exit %d", code)
+	// The fake ends the stream after three lines: the CLI says the daemon
+	// closed it.
+	out, _, code := narhash(t, nil, "subscribe", "--socket", sock, "/a")
+	lines := strings.Split(string(out), "\n")
+	if code != 1 || len(lines) != 4 || len(lines[0]) != 52 || lines[1] != `failed: dump /a/a\nb: unsupported file type` || lines[2] != lines[0] {
+		t.Errorf("subscribe: exit %d, %q", code, out)
+	}
+	out, _, _ = narhash(t, nil, "subscribe", "--json", "--socket", sock, "/a")
+	if lines := strings.Split(string(out), "\n"); len(lines) != 4 || lines[1] != `{"path":"/a","epoch":0,"failed":"dump /a/a\nb: unsupported file type"}` {
+		t.Errorf("subscribe --json: %q", out)
 	}
 }
 
