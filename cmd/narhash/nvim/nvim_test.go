@@ -40,6 +40,9 @@ type result struct {
 	Messages           string
 	MessagesBefore     string `json:"messages_before"`
 	Error              string
+	// With NARHASH_TEST_FIFO: what the plugin showed while a FIFO was in
+	// the project, and its hash once the FIFO went.
+	Fifo struct{ Status, Err, Hash, After string }
 }
 
 // hashes is the tree's NAR hash as narhash computes it offline, checked
@@ -228,11 +231,19 @@ func checkSource(t *testing.T, r result, live bool) {
 // TestPluginLive: with narhashd running, the plugin has it watch the
 // project, shows its hash from the subscription stream, and shows the new
 // hash, pushed by the daemon, after a file is written in the editor.
+//
+// Then a FIFO appears in the project: no hash can be had, and the
+// statusline says "error" rather than the hash before; once the FIFO
+// goes, the hash is back.
 func TestPluginLive(t *testing.T) {
 	bin := needNvim(t)
 	base, root := tree(t)
 	sock := startDaemon(t, bin, base)
-	checkSource(t, runNvim(t, bin, root, sock, "dir", "edited-in-nvim.txt"), true)
+	r := runNvim(t, bin, root, sock, "dir", "edited-in-nvim.txt", "NARHASH_TEST_FIFO=fifo")
+	checkSource(t, r, true)
+	if f := r.Fifo; f.Status != "nar error" || !strings.Contains(f.Err, "named pipe") || f.Hash != "" || f.After != r.Steps[len(r.Steps)-1].SRI {
+		t.Errorf("with a FIFO in the project: status %q, error %q, hash %q; after it went, hash %q (want %s)", f.Status, f.Err, f.Hash, f.After, r.Steps[len(r.Steps)-1].SRI)
+	}
 }
 
 // TestPluginNoDaemon: with nothing on the socket, the plugin says so in

@@ -1,5 +1,6 @@
 -- Run by nvim_test.go: nvim --headless --clean -u testdata/init.lua, with
--- NARHASH_TEST_{PLUGIN,BIN,ROOT,OUT,VIEW,EDIT,TEXT,AFTER} set. It loads the plugin, waits for
+-- NARHASH_TEST_{PLUGIN,BIN,ROOT,OUT,VIEW,EDIT,TEXT,AFTER} set (and FIFO,
+-- DAEMON, RETRY_MS for some tests). It loads the plugin, waits for
 -- the statusline's hash, edits a file and writes it, waits for the new hash,
 -- and writes what it saw to NARHASH_TEST_OUT as JSON. Every wait has a
 -- deadline; none sleeps.
@@ -77,6 +78,29 @@ local ok, err = pcall(function()
     error('the hash did not become ' .. env.NARHASH_TEST_AFTER .. ' within ' .. deadline .. ' ms of the write: ' .. vim.inspect(nh.info()))
   end
   step('after write')
+  if env.NARHASH_TEST_FIFO then
+    -- A FIFO in the project: it cannot be hashed, and the statusline
+    -- says so instead of the hash before; once the FIFO goes, the hash
+    -- is back.
+    local fifo = env.NARHASH_TEST_ROOT .. '/' .. env.NARHASH_TEST_FIFO
+    vim.fn.system({ 'mkfifo', fifo })
+    if vim.v.shell_error ~= 0 then
+      error('mkfifo ' .. fifo .. ' failed')
+    end
+    if not vim.wait(deadline, function()
+      return nh.info().note == 'error'
+    end, 5) then
+      error('the plugin did not show the FIFO within ' .. deadline .. ' ms: ' .. vim.inspect(nh.info()))
+    end
+    out.fifo = { status = nh.status(), err = nh.info().err or '', hash = nh.hash() or '' }
+    os.remove(fifo)
+    if not vim.wait(deadline, function()
+      return nh.hash() == env.NARHASH_TEST_AFTER
+    end, 5) then
+      error('the hash did not come back within ' .. deadline .. ' ms of removing the FIFO: ' .. vim.inspect(nh.info()))
+    end
+    out.fifo.after = nh.hash()
+  end
   if daemon then
     -- narhashd stops: the plugin falls back to the offline hash, quietly.
     vim.fn.jobstop(daemon)

@@ -187,6 +187,15 @@ local function subscribe(gen)
           redraw()
           break
         end
+        -- A change left the project impossible to hash (a FIFO in it, an
+        -- unreadable file): the hash shown before no longer describes
+        -- it. The next hash line follows once a change mends it.
+        local why = data[i]:match('^failed: (.*)$')
+        if why then
+          state.hash, state.source, state.note, state.err = nil, 'daemon', 'error', why
+          redraw()
+          break
+        end
       end
     end,
     on_stderr = function(_, data)
