@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/narhash/narhash/nar/nartest"
 )
@@ -138,5 +139,19 @@ func TestMalformedArchives(t *testing.T) {
 	narhashOK(t, good, "restore", dest)
 	if _, errOut, code := narhash(t, good, "restore", dest); code != 1 || !strings.Contains(string(errOut), "exists") {
 		t.Errorf("restore over an existing DEST: exit %d, %s", code, errOut)
+	}
+}
+
+func TestProgressText(t *testing.T) {
+	for _, tc := range []struct {
+		paths int
+		want  string
+	}{
+		{1, "narhash: hashing: 1500 entries, 300 MB of NAR, 150 MB/s"},
+		{3, "narhash: hashing 3 paths: 1500 entries, 300 MB of NAR, 150 MB/s"},
+	} {
+		if got := progressText(tc.paths, 1500, 300e6, 2*time.Second); got != tc.want {
+			t.Errorf("%d paths: %q, want %q", tc.paths, got, tc.want)
+		}
 	}
 }

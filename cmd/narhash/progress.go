@@ -36,16 +36,25 @@ func showProgress(w *os.File, p *nar.Progress, paths int) *progressLine {
 				if time.Since(start) < time.Second {
 					continue
 				}
-				mb := float64(p.Bytes.Load()) / 1e6
 				l.mu.Lock()
-				fmt.Fprintf(w, "\r\033[Knarhash: hashing %d path(s): %d entries, %.0f MB of NAR, %.0f MB/s",
-					l.paths, p.Entries.Load(), mb, mb/time.Since(start).Seconds())
+				fmt.Fprint(w, "\r\033[K"+progressText(l.paths, p.Entries.Load(), p.Bytes.Load(), time.Since(start)))
 				l.shown = true
 				l.mu.Unlock()
 			}
 		}
 	})
 	return l
+}
+
+// progressText is the progress line of paths hashed at once, entries and
+// bytes of NAR into them after elapsed.
+func progressText(paths int, entries, bytes int64, elapsed time.Duration) string {
+	what := "hashing"
+	if paths > 1 {
+		what = fmt.Sprintf("hashing %d paths", paths)
+	}
+	mb := float64(bytes) / 1e6
+	return fmt.Sprintf("narhash: %s: %d entries, %.0f MB of NAR, %.0f MB/s", what, entries, mb, mb/elapsed.Seconds())
 }
 
 // clear erases the line, before other output; the next tick redraws it.
