@@ -209,9 +209,7 @@ func (d *Daemon) onResult(j *job) {
 		t.err = j.err
 		d.log.Warn("hash failed", "path", t.path, "err", j.err, "dur", took)
 		d.reply(t, j.start, result{err: j.err})
-		h := t.failure(d)
-		h.Failed = j.err.Error()
-		t.notify(h)
+		t.notify(t.failure(d, j.err))
 		return
 	}
 	failedBefore := t.err != nil

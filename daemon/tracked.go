@@ -70,25 +70,25 @@ func (t *tracked) current() bool {
 // when queried, so a change costs nothing per tracked path.
 func (t *tracked) background() bool { return t.root.tracked == t || len(t.subs) > 0 }
 
-func (t *tracked) apiHash(d *Daemon, source string) api.Hash {
-	view := api.ViewTree
+// view is the view t is of: its git view, or the whole tree.
+func (t *tracked) view() api.View {
 	if t.git != nil {
-		view = api.ViewGit
+		return api.ViewGit
 	}
+	return api.ViewTree
+}
+
+func (t *tracked) apiHash(d *Daemon, source string) api.Hash {
 	return api.Hash{
-		Path: t.path, View: view, Root: t.root.path, Digest: t.entry.Hash, NARSize: t.entry.NARSize, Source: source,
+		Path: t.path, View: t.view(), Root: t.root.path, Digest: t.entry.Hash, NARSize: t.entry.NARSize, Source: source,
 		Computed: t.entry.Computed, Took: t.entry.Took, Epoch: d.epoch, Degraded: t.root.degraded,
 	}
 }
 
-// failure is what t's subscribers get when a job fails (Failed is the
-// caller's to set): the path, without a hash.
-func (t *tracked) failure(d *Daemon) api.Hash {
-	view := api.ViewTree
-	if t.git != nil {
-		view = api.ViewGit
-	}
-	return api.Hash{Path: t.path, View: view, Root: t.root.path, Epoch: d.epoch, Degraded: t.root.degraded}
+// failure is what t's subscribers get when a job fails with err: the
+// path, without a hash.
+func (t *tracked) failure(d *Daemon, err error) api.Hash {
+	return api.Hash{Path: t.path, View: t.view(), Root: t.root.path, Epoch: d.epoch, Degraded: t.root.degraded, Failed: err.Error()}
 }
 
 // notify sends h to t's subscribers, keeping only the newest for a slow
