@@ -27,6 +27,14 @@ local function step(name)
   })
 end
 
+-- wait_for waits until cond holds, polling every 5 ms up to the deadline,
+-- or fails: "<what> within <deadline> ms", and the plugin's state.
+local function wait_for(what, cond)
+  if not vim.wait(deadline, cond, 5) then
+    error(what .. ' within ' .. deadline .. ' ms: ' .. vim.inspect(require('narhash').info()))
+  end
+end
+
 local daemon -- the job id of narhashd, when this script starts it
 local ok, err = pcall(function()
   local nh = require('narhash')
@@ -37,11 +45,9 @@ local ok, err = pcall(function()
     retry_ms = tonumber(env.NARHASH_TEST_RETRY_MS or '0'),
   })
   nh.start(env.NARHASH_TEST_ROOT)
-  if not vim.wait(deadline, function()
+  wait_for('no hash', function()
     return nh.hash() ~= nil
-  end, 5) then
-    error('no hash within ' .. deadline .. ' ms: ' .. vim.inspect(nh.info()))
-  end
+  end)
   step('first')
   out.messages_before = vim.fn.execute('messages')
   if env.NARHASH_TEST_DAEMON then
@@ -50,11 +56,9 @@ local ok, err = pcall(function()
     if daemon <= 0 then
       error('cannot start narhashd: ' .. env.NARHASH_TEST_DAEMON)
     end
-    if not vim.wait(deadline, function()
+    wait_for('the plugin did not find narhashd', function()
       return nh.info().source == 'daemon'
-    end, 5) then
-      error('the plugin did not find narhashd within ' .. deadline .. ' ms: ' .. vim.inspect(nh.info()))
-    end
+    end)
     step('daemon came')
   end
 
@@ -72,11 +76,9 @@ local ok, err = pcall(function()
   vim.cmd('write')
   -- The daemon may push the hash of a moment during the write (a backup
   -- file, an empty file) before the final one: wait for the final one.
-  if not vim.wait(deadline, function()
+  wait_for('after the write, the hash did not become ' .. env.NARHASH_TEST_AFTER, function()
     return nh.hash() == env.NARHASH_TEST_AFTER
-  end, 5) then
-    error('the hash did not become ' .. env.NARHASH_TEST_AFTER .. ' within ' .. deadline .. ' ms of the write: ' .. vim.inspect(nh.info()))
-  end
+  end)
   step('after write')
   if env.NARHASH_TEST_FIFO then
     -- A FIFO in the project: it cannot be hashed, and the statusline
@@ -87,28 +89,22 @@ local ok, err = pcall(function()
     if vim.v.shell_error ~= 0 then
       error('mkfifo ' .. fifo .. ' failed')
     end
-    if not vim.wait(deadline, function()
+    wait_for('the plugin did not show the FIFO', function()
       return nh.info().note == 'error'
-    end, 5) then
-      error('the plugin did not show the FIFO within ' .. deadline .. ' ms: ' .. vim.inspect(nh.info()))
-    end
+    end)
     out.fifo = { status = nh.status(), err = nh.info().err or '', hash = nh.hash() or '' }
     os.remove(fifo)
-    if not vim.wait(deadline, function()
+    wait_for('after the FIFO went, the hash did not come back', function()
       return nh.hash() == env.NARHASH_TEST_AFTER
-    end, 5) then
-      error('the hash did not come back within ' .. deadline .. ' ms of removing the FIFO: ' .. vim.inspect(nh.info()))
-    end
+    end)
     out.fifo.after = nh.hash()
   end
   if daemon then
     -- narhashd stops: the plugin falls back to the offline hash, quietly.
     vim.fn.jobstop(daemon)
-    if not vim.wait(deadline, function()
+    wait_for('the plugin did not notice narhashd stopped', function()
       return nh.info().source == 'offline' and nh.info().note == 'no daemon' and nh.hash() ~= nil
-    end, 5) then
-      error('the plugin did not notice narhashd stopped within ' .. deadline .. ' ms: ' .. vim.inspect(nh.info()))
-    end
+    end)
     step('daemon went')
   end
   out.messages = vim.fn.execute('messages')
