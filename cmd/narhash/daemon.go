@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -115,12 +117,30 @@ func runWatchAdd(ctx context.Context, sio *stdio, c *api.Client, args []string, 
 		if err != nil {
 			return err // the daemon's message names the path
 		}
-		fmt.Fprintf(sio.out, "watching %s (%d directories)\n", r.Path, r.Watches)
+		fmt.Fprintf(sio.out, "watching %s (%s)\n", r.Path, watchedWhat(r))
 		if r.Warning != "" {
 			fmt.Fprintf(sio.err, "narhash: watch %s: %s\n", r.Path, r.Warning)
 		}
 	}
 	return nil
+}
+
+// watchedWhat says what a new root is: its directories, or, for a
+// symlink or a file, that its hash is of that alone. A symlink's NAR is
+// the link's, as nix-hash gives it, which surprises whoever meant the
+// tree it points to.
+func watchedWhat(r api.Root) string {
+	fi, err := os.Lstat(r.Path)
+	switch {
+	case err != nil || fi.IsDir():
+		return fmt.Sprintf("%d directories", r.Watches)
+	case fi.Mode()&fs.ModeSymlink != 0:
+		if target, err := filepath.EvalSymlinks(r.Path); err == nil {
+			return "a symlink: its hash is the link's own, as nix-hash gives it; to follow the tree it points to, watch " + target
+		}
+		return "a symlink: its hash is the link's own, as nix-hash gives it"
+	}
+	return "a file"
 }
 
 func runWatchRm(ctx context.Context, sio *stdio, c *api.Client, args []string) error {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -95,6 +96,23 @@ func TestDaemonCommands(t *testing.T) {
 	}
 	if out := narhashOK(t, nil, "watch", "ls", "--socket", sock); string(out) != "/src\n" {
 		t.Errorf("watch ls: %q", out)
+	}
+	// A symlink's hash is the link's: watch add says so, and names the
+	// tree it points to; a file is a file.
+	dir := nartest.TempDir(t)
+	link, file := filepath.Join(dir, "link"), filepath.Join(dir, "file")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	target, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := narhashOK(t, nil, "watch", "add", "--socket", sock, link, file); string(out) != "watching "+link+" (a symlink: its hash is the link's own, as nix-hash gives it; to follow the tree it points to, watch "+target+")\nwatching "+file+" (a file)\n" {
+		t.Errorf("watch add of a symlink and a file: %q", out)
 	}
 	if out := narhashOK(t, nil, "status", "--socket", sock); !strings.Contains(string(out), "narhashd "+api.Version()+", pid 42") || !strings.Contains(string(out), "warning: a warning") {
 		t.Errorf("status: %s", out)
