@@ -120,7 +120,7 @@ func open(path string, timeout time.Duration) (s *Store, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			s, err = nil, fmt.Errorf("%w: %v", ErrCorrupt, r)
+			s, err = nil, fmt.Errorf("%w: %s", ErrCorrupt, crashed(r))
 		}
 	}()
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
@@ -309,8 +309,14 @@ func (s *Store) update(fn func(*bolt.Tx) error) (err error) {
 
 func recoverCorrupt(err *error) {
 	if r := recover(); r != nil {
-		*err = fmt.Errorf("cache: %w: %v", ErrCorrupt, r)
+		*err = fmt.Errorf("cache: %w: %s", ErrCorrupt, crashed(r))
 	}
+}
+
+// crashed describes bbolt's panic r on a damaged file, recovered: a
+// fault or a runtime error says only that reading it failed.
+func crashed(r any) string {
+	return fmt.Sprintf("reading it crashed bbolt (%v)", r)
 }
 
 // The entry record: version 1, then fixed-size fields, big-endian.
