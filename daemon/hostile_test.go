@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -275,10 +276,19 @@ func TestHostileUnreadable(t *testing.T) {
 	r := start(t, Config{Watch: []string{root}})
 	write(t, filepath.Join(locked, "in", "f"), "1")
 	// Nor can it be hashed (by Nix either) until it is readable; status
-	// says why the root is degraded.
-	st, _ := r.c.Status(context.Background())
-	if !strings.Contains(strings.Join(st.Warnings, " "), "cannot watch "+locked) || !st.Roots[0].Degraded {
-		t.Fatalf("status with an unreadable directory: %q", st.Warnings)
+	// says why the root is degraded, once the root's listing (which
+	// start does not wait for) has reached the directory: under load
+	// (both cores busy), the first status came before it 1 time in 15.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := r.c.Status(context.Background())
+		if err == nil && strings.Contains(strings.Join(st.Warnings, " "), "cannot watch "+locked) && st.Roots[0].Degraded {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status with an unreadable directory, after 10 s: %q, %v", st.Warnings, err)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	os.Chmod(locked, 0o755)
 	if got, want := query(t, r.c, root), offline(t, root); got.Degraded || got.Hash != want {
