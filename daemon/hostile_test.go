@@ -183,18 +183,12 @@ func TestHostileDiskFull(t *testing.T) {
 	// for a failure to be counted, then see status report it while the
 	// disk stays full: every save fails now that the freed pages are
 	// used (one more result saved each round).
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	if !eventually(func() bool {
 		r.d.faults.mu.Lock()
-		failed := r.d.faults.count > 0
-		r.d.faults.mu.Unlock()
-		if failed {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no write of the database failed in 10 s with the disk full")
-		}
-		time.Sleep(5 * time.Millisecond)
+		defer r.d.faults.mu.Unlock()
+		return r.d.faults.count > 0
+	}) {
+		t.Fatal("no write of the database failed in 10 s with the disk full")
 	}
 	statusUntil(t, r.c, "database could not be written", func(st api.Status) bool {
 		sub := filepath.Join(root, fmt.Sprintf("more%d-%s", time.Now().UnixNano(), strings.Repeat("p", 140)))
@@ -211,16 +205,9 @@ func TestHostileDiskFull(t *testing.T) {
 // for up to 10 s.
 func unmount(t *testing.T, path string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := unix.Unmount(path, 0)
-		if err == nil {
-			return
-		}
-		if err != unix.EBUSY || time.Now().After(deadline) {
-			t.Fatalf("unmount %s: %v", path, err)
-		}
-		time.Sleep(5 * time.Millisecond)
+	var err error
+	if !eventually(func() bool { err = unix.Unmount(path, 0); return err != unix.EBUSY }) || err != nil {
+		t.Fatalf("unmount %s: %v", path, err)
 	}
 }
 
@@ -228,17 +215,25 @@ func unmount(t *testing.T, path string) {
 // ok holds, failing the test, naming what it waited for, if it does not.
 func statusUntil(t *testing.T, c *api.Client, what string, ok func(api.Status) bool) {
 	t.Helper()
+	var st api.Status
+	var err error
+	if !eventually(func() bool { st, err = c.Status(context.Background()); return err == nil && ok(st) }) {
+		t.Fatalf("status, after 10 s, without %s: warnings %q, %v", what, st.Warnings, err)
+	}
+}
+
+// eventually polls cond, every 5 ms for up to 10 s, and reports whether
+// it held: the hostile trials' daemon acts on its own goroutines, and
+// under load later than a test would otherwise look.
+func eventually(cond func() bool) bool {
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st, err := c.Status(context.Background())
-		if err == nil && ok(st) {
-			return
-		}
+	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("status, after 10 s, without %s: warnings %q, %v", what, st.Warnings, err)
+			return false
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	return true
 }
 
 // TestHostileQueueOverflow: with a real inotify queue of 64 events, a
