@@ -46,9 +46,10 @@ import (
 // once, when the batch is complete or failed (b.err set, before that
 // store and never after). A reader nudges b.wake (capacity 1) after each store,
 // so the writer, which sets b.waiting before it sleeps on b.wake, cannot
-// miss one. A streamed file is ready as soon as its stream exists, with
-// the start of its contents (its first read) in the arena; the rest
-// follows in chunks on its channel, which its reader closes.
+// miss one. A streamed file is ready once its stream holds its first
+// chunk, with the start of its contents (its first read) in the arena;
+// the rest follows in chunks on its channel, which its reader closes as
+// soon as the last chunk is on it, the file checked unchanged first.
 //
 // Errors travel one way: in archive order, to the writer. A reader that
 // fails records the error in its batch (b.fail), a stream's included;
@@ -143,10 +144,10 @@ type batch struct {
 	arena []byte // fixed length; the reader reads the files' contents into it
 	files int    // files for a reader to read
 	// done counts the items ready for the writer: a file is ready once
-	// its contents are in the arena, or once its stream is set up. It goes
-	// one past len(items) when the batch is complete or failed (err is
-	// set). The reader stores it after the item (release), the writer
-	// loads it (acquire).
+	// its contents are in the arena, or its stream holds its first
+	// chunk. It goes one past len(items) when the batch is complete or
+	// failed (err is set). The reader stores it after the item
+	// (release), the writer loads it (acquire).
 	done atomic.Int32
 	wake chan struct{} // a reader's nudge after done grows (capacity 1)
 	// waiting is set while the writer waits for this batch: its reader
@@ -310,8 +311,9 @@ var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return
 // back once written (to chunk.home, the reader's free). A reader waiting
 // for one only waits for the writer to get to what it sent already: the
 // writer takes a reader's streams in the order the reader made them, and
-// a stream's item, with everything before it in its batch, is ready for
-// the writer as soon as the stream exists.
+// a stream that holds any of the reader's chunks has its first chunk, so
+// its item, with everything before it in its batch, is ready for the
+// writer.
 type chunks struct {
 	free chan *[]byte
 	made int // taken from chunkPool
