@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -138,6 +139,43 @@ func TestDumpMatchesWriter(t *testing.T) {
 			for _, readers := range []int{1, 2, 3} {
 				if got, _ := dumpBytes(t, root, readers); !bytes.Equal(got, want[name]) {
 					t.Errorf("%s, %d readers: dump differs from the Writer's archive (%d bytes, want %d)", name, readers, len(got), len(want[name]))
+				}
+			}
+		}
+	})
+}
+
+// TestStreamReadyWithFirstChunk checks when the writer may take a streamed
+// file: once its stream holds the first chunk (see stream), so that it
+// never waits for the file's reader to begin reading it; also where the
+// file is the archive's root, and the writer waits from the start.
+func TestStreamReadyWithFirstChunk(t *testing.T) {
+	files := nartest.TempDir(t)
+	b := &nartest.Builder{Root: files}
+	b.File("one chunk", nartest.Bytes(rand.New(rand.NewPCG(1, 1)), arenaSize+100), 0o644)
+	b.File("chunks", nartest.Bytes(rand.New(rand.NewPCG(2, 2)), 3*chunkSize+5), 0o755)
+	must(t, b.Err)
+	roots := []string{arenaEdgeTree(t), filepath.Join(files, "one chunk"), filepath.Join(files, "chunks")}
+	defer func() { testHookStream = nil }()
+	bothReadPaths(t, func(t *testing.T) {
+		for _, root := range roots {
+			for _, readers := range []int{1, 2} {
+				var streams, empty atomic.Int64
+				testHookStream = func(stream chan chunk) {
+					streams.Add(1)
+					if len(stream) == 0 {
+						empty.Add(1)
+					}
+				}
+				if got, _ := dumpBytes(t, root, readers); !bytes.Equal(got, refDump(t, root)) {
+					t.Errorf("%s, %d readers: dump differs from the Writer's archive", root, readers)
+				}
+				testHookStream = nil
+				if streams.Load() == 0 {
+					t.Fatalf("%s: no file was streamed; the test needs one", root)
+				}
+				if n := empty.Load(); n > 0 {
+					t.Errorf("%s, %d readers: the writer took %d of %d streamed files before their first chunk", root, readers, n, streams.Load())
 				}
 			}
 		}

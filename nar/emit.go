@@ -156,10 +156,17 @@ func (e *emitter) item(ctx context.Context, b *batch, it *item) error {
 		return err
 	}
 	if it.stream != nil {
+		if testHookStream != nil {
+			testHookStream(it.stream)
+		}
 		return e.stream(ctx, it)
 	}
 	return nil
 }
+
+// testHookStream, when set, runs when the writer takes a streamed file,
+// before it reads the file's stream.
+var testHookStream func(stream chan chunk)
 
 // account adds an item, named name (nil for the root and the end of a
 // directory), to the fingerprint and the counts.
