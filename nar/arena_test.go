@@ -2,7 +2,10 @@ package nar
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -183,5 +186,76 @@ func TestStreamReadyWithFirstChunk(t *testing.T) {
 				}
 			}
 		}
+	})
+}
+
+// TestParallelStream dumps files long enough to be read several chunks at
+// once (coldstream.go), forced as if they were not cached, and checks the
+// archive, that one stream at a time reads in parallel, and that a file
+// changed before its last chunk fails the dump.
+func TestParallelStream(t *testing.T) {
+	files := nartest.TempDir(t)
+	b := &nartest.Builder{Root: files}
+	rng := rand.New(rand.NewPCG(3, 3))
+	b.File("one", nartest.Bytes(rng, parallelFrom+3*chunkSize+5), 0o755)
+	b.Dir("dir")
+	b.File("dir/a", nartest.Bytes(rng, parallelFrom+chunkSize/2), 0o644)
+	dirB := nartest.Bytes(rng, 2*parallelFrom+17)
+	b.File("dir/b", dirB, 0o644)
+	b.File("dir/c", []byte("after them"), 0o644)
+	must(t, b.Err)
+	roots := map[string]int{filepath.Join(files, "one"): 1, filepath.Join(files, "dir"): 2} // their parallel streams
+	want := map[string][]byte{}
+	for root := range roots {
+		want[root] = refDump(t, root)
+	}
+	testColdStreams = true
+	defer func() { testColdStreams, testHookParallel, testHookRead = false, nil, nil }()
+	bothReadPaths(t, func(t *testing.T) {
+		for root, n := range roots {
+			for _, readers := range []int{1, 2, 3} {
+				var started, running, most atomic.Int64
+				testHookParallel = func(start bool) {
+					if !start {
+						running.Add(-1)
+						return
+					}
+					started.Add(1)
+					r := running.Add(1)
+					for m := most.Load(); r > m && !most.CompareAndSwap(m, r); m = most.Load() {
+					}
+				}
+				if got, _ := dumpBytes(t, root, readers); !bytes.Equal(got, want[root]) {
+					t.Errorf("%s, %d readers: dump differs from the Writer's archive", root, readers)
+				}
+				testHookParallel = nil
+				// With several readers, a stream that finds another
+				// reading in parallel reads on its own.
+				if s := started.Load(); s < 1 || s > int64(n) || (readers == 1 && s != int64(n)) {
+					t.Errorf("%s, %d readers: %d streams read in parallel; want %d (1 to %d with several readers)", root, readers, s, n, n)
+				}
+				if m := most.Load(); m != 1 {
+					t.Errorf("%s, %d readers: %d streams read in parallel at once; want 1", root, readers, m)
+				}
+			}
+		}
+		// Changed once all of it was read (the hook's second call, after
+		// its first read and its rest), before its last chunk is sent:
+		// the dump must fail.
+		target, calls := filepath.Join(files, "dir", "b"), 0
+		testHookRead = func(path string) {
+			if path != target {
+				return
+			}
+			if calls++; calls == 2 {
+				must(t, writeAt(path, "XXXXXXXX", parallelFrom))
+			}
+		}
+		_, err := Dump(context.Background(), io.Discard, filepath.Dir(target), nil)
+		testHookRead = nil
+		if calls != 2 || !errors.Is(err, ErrChanged) {
+			t.Errorf("a file changed while it was read in parallel (hook ran %d times; want 2): %v; want ErrChanged", calls, err)
+		}
+		must(t, os.WriteFile(target, dirB, 0o644)) // as it was, for the other read path
 	})
 }

@@ -51,6 +51,13 @@ func TestCancelRandom(t *testing.T) {
 	trees := cancelTrees(t)
 	goroutines, fds, procs := runtime.NumGoroutine(), openFDs(t), runtime.GOMAXPROCS(0)
 	outcomes := map[string]int{}
+	var parallel atomic.Int64 // streams read several chunks at once
+	testHookParallel = func(started bool) {
+		if started {
+			parallel.Add(1)
+		}
+	}
+	defer func() { testHookParallel = nil }()
 	for i := range rounds {
 		if only != math.MaxUint64 && i != only {
 			continue
@@ -68,7 +75,10 @@ func TestCancelRandom(t *testing.T) {
 			t.Fatalf("%s: GOMAXPROCS is %d after the dump (DumpOptions.ColdProcs); want %d, as before", c.what, got, procs)
 		}
 	}
-	t.Logf("outcomes: %v", outcomes)
+	t.Logf("outcomes: %v; %d streams read several chunks at once", outcomes, parallel.Load())
+	if only == math.MaxUint64 && rounds >= 100 && parallel.Load() == 0 { // about 1 in 11 does
+		t.Errorf("no stream was read several chunks at once: the test no longer stops such streams")
+	}
 }
 
 // cancelEnv returns the value of the environment variable name, or def.
@@ -107,7 +117,8 @@ type cancelRef struct {
 // MiB, 80 levels deep, symlinks, empty directories, executables), many
 // small files for many batches, many directories for a walk that sends
 // many batches early on (one per 32 directories, or per directory short
-// of descriptors), a lone file of six chunks, and one whose reads block.
+// of descriptors), a lone file of 22 chunks, and one whose reads block,
+// with a file long enough to be read several chunks at once.
 func cancelTrees(t *testing.T) []*cancelTree {
 	base := nartest.TempDir(t)
 	rng := rand.New(rand.NewPCG(2026, 10)) // the trees are fixed; the seed varies the stops
@@ -119,7 +130,7 @@ func cancelTrees(t *testing.T) []*cancelTree {
 		b.Dir(fmt.Sprintf("%d", i%4))
 		b.File(fmt.Sprintf("%d/%03d", i%4, i), nartest.Bytes(rng, 1+rng.IntN(64<<10)), 0o644)
 	}
-	b.File("big", nartest.Bytes(rng, 5<<20), 0o644)
+	b.File("big", nartest.Bytes(rng, parallelFrom+3<<20+5), 0o644) // read several chunks at once
 	must(t, b.Err)
 	must(t, evictTree(cold, (*os.File).Sync))
 	mixed, many, dirs := filepath.Join(base, "mixed"), filepath.Join(base, "many"), filepath.Join(base, "dirs")
@@ -263,13 +274,16 @@ type cancelCase struct {
 	entries bool
 	yield   bool   // the destination yields its processor on every write
 	fds     uint64 // if not 0, the RLIMIT_NOFILE during the dump
-	dst     *cancelWriter
-	what    string // the case, for failures
+	// parallel: every stream long enough is read several chunks at once
+	// (testColdStreams), not only those of the cold tree.
+	parallel bool
+	dst      *cancelWriter
+	what     string // the case, for failures
 }
 
 func newCancelCase(rng *rand.Rand, trees []*cancelTree) *cancelCase {
 	c := &cancelCase{tree: trees[rng.IntN(len(trees))], stop: cancelStop(rng.IntN(int(cancelStops))),
-		cause: rng.IntN(2) == 0, readers: 1 + rng.IntN(8), yield: rng.IntN(4) == 0}
+		cause: rng.IntN(2) == 0, readers: 1 + rng.IntN(8), yield: rng.IntN(4) == 0, parallel: rng.IntN(3) == 0}
 	if rng.IntN(4) == 0 { // a walk keeps a few levels open, reopens the others through ".."
 		c.fds = uint64(48 + rng.IntN(64))
 	}
@@ -332,7 +346,7 @@ func (c *cancelCase) String() string {
 	case c.stop != cancelEarly:
 		s += fmt.Sprintf(", at %d bytes", c.point)
 	}
-	return s + fmt.Sprintf(", cause %v, yielding writer %v, RLIMIT_NOFILE %d (0: as it is)", c.cause, c.yield, c.fds)
+	return s + fmt.Sprintf(", cause %v, yielding writer %v, RLIMIT_NOFILE %d (0: as it is), parallel streams forced %v", c.cause, c.yield, c.fds, c.parallel)
 }
 
 var errCancelTest = errors.New("the destination failed")
@@ -382,6 +396,8 @@ func (c *cancelCase) run() (outcome string, err error) {
 			return "", err
 		}
 	}
+	testColdStreams = c.parallel
+	defer func() { testColdStreams = false }()
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); c.fds != 0 && err == nil {
 		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: min(c.fds, lim.Max), Max: lim.Max}); err != nil {

@@ -135,6 +135,7 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 		free:       make(chan *batch, coldBatches),
 		limit:      min(batchesInFlight, fds.batches),
 		pinned:     fds.pinned,
+		parallel:   make(chan struct{}, 1),
 	}
 	k := &packer{ctx: ctx, p: p, readers: readers, fds: fds}
 	if opt != nil {

@@ -16,7 +16,8 @@ import (
 //	pack.go   the packer: packs the walk's entries into batches and sends
 //	          each, in order, to the writer and to the readers;
 //	read.go   the readers: open, stat and read a batch's files into its
-//	          arena, streaming a file too large for it;
+//	          arena, streaming a file too large for it (coldstream.go:
+//	          a large file not cached, several chunks at once);
 //	emit.go   the writer (emitter): writes each batch's items to dst in
 //	          order, through a Writer, as its reader makes them ready,
 //	          and sums up the Fingerprint and the counts;
@@ -36,8 +37,9 @@ import (
 //   - the writer reads the arena only up to what the reader published
 //     (below), and owns the batch once it is complete, until it hands it
 //     back on p.free (or to batchPool when the dump ends).
-//   - a chunk buffer is its reader's (chunks), lent to the writer with
-//     each chunk sent on a stream, and given back once written.
+//   - a chunk buffer is its reader's (chunks), or a parallel stream's
+//     (coldstream.go), lent to the writer with each chunk sent on a
+//     stream, and given back once written (chunk.home).
 //
 // Publication. b.done counts the items ready for the writer: the reader
 // stores it (an atomic store: release) after reading a file's contents
@@ -80,7 +82,8 @@ import (
 // batchesInFlight*arenaSize + readers*readerChunks*chunkSize (each reader
 // streams files in chunks of its own: see chunks): 26 MiB with two
 // readers. A dump whose reads block takes coldBatches and coldReaders
-// instead (prefetch.go), at most 112 MiB.
+// instead (prefetch.go), and one of its streams may read parallelBufs
+// chunks ahead (coldstream.go): at most 120 MiB.
 //
 // Measured on a copy of GOROOT, warm, on 2 cores (2026-11-21): 16
 // batches and 1 MiB chunks took 0.94-0.96 of the time of 8 batches and
@@ -251,6 +254,9 @@ type pipeline struct {
 	// page cache (see readFast); the packer sets prefetchers going on
 	// them (prefetch.go).
 	blocked atomic.Int64
+	// parallel holds a token while a stream reads its file several
+	// chunks at once (coldstream.go): one at a time.
+	parallel chan struct{}
 	// noatimeDenied is set once an open with O_NOATIME failed with EPERM
 	// (see openFile).
 	noatimeDenied atomic.Bool
@@ -343,9 +349,6 @@ func (c *chunks) get(ctx context.Context) (*[]byte, error) {
 		return nil, context.Cause(ctx)
 	}
 }
-
-// put gives back a chunk buffer the reader did not send.
-func (c *chunks) put(buf *[]byte) { c.free <- buf }
 
 // close returns an exiting reader's free chunk buffers to chunkPool for
 // the next dump. (Those the writer gives back later are garbage.)

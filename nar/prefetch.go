@@ -71,7 +71,7 @@ func (p *pipeline) readFast(fd int, fs *fsInfo, buf []byte) (int, error) {
 		p.blocked.Add(1)
 	}
 	if !fs.noWaitOff.Load() {
-		n, err := readNoWait(fd, buf)
+		n, err := readNoWait(fd, buf, 0)
 		switch err {
 		case nil:
 			return n, nil

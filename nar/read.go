@@ -147,15 +147,15 @@ func readFile(ctx context.Context, p *pipeline, c *chunks, b *batch, i int, at i
 			if info.size == int64(n) {
 				return nil
 			}
-			return readRest(ctx, c, b, i, fd)
+			return readRest(ctx, p, c, b, i, fd)
 		}
 	}
-	return readCareful(ctx, c, b, i, fd)
+	return readCareful(ctx, p, c, b, i, fd)
 }
 
 // readCareful reads a file between two stats of it, which must agree,
 // into the arena from it.off, or streams it.
-func readCareful(ctx context.Context, c *chunks, b *batch, i int, fd int) error {
+func readCareful(ctx context.Context, p *pipeline, c *chunks, b *batch, i int, fd int) error {
 	it := &b.items[i]
 	var st unix.Stat_t
 	if err := fstat(fd, &st); err != nil {
@@ -169,14 +169,14 @@ func readCareful(ctx context.Context, c *chunks, b *batch, i int, fd int) error 
 		return fileChanged(b, it, "was deleted")
 	}
 	it.end = it.off
-	return readRest(ctx, c, b, i, fd)
+	return readRest(ctx, p, c, b, i, fd)
 }
 
 // readRest reads what follows the start of a file that is in the arena
 // already (it.off to it.end, perhaps nothing), up to the size of the
 // stat in it.info: into the arena after it if the file fits there, or else
 // streamed. Then it stats the file again, which must agree.
-func readRest(ctx context.Context, c *chunks, b *batch, i int, fd int) error {
+func readRest(ctx context.Context, p *pipeline, c *chunks, b *batch, i int, fd int) error {
 	it := &b.items[i]
 	size, have := it.info.size, int64(it.end-it.off)
 	if size <= int64(len(b.arena)-it.off) {
@@ -192,7 +192,7 @@ func readRest(ctx context.Context, c *chunks, b *batch, i int, fd int) error {
 	}
 	// Too large for what is left of the arena: stream the rest.
 	it.stream = make(chan chunk, chunksInFlight)
-	return stream(ctx, c, b, i, fd, have)
+	return stream(ctx, p, c, b, i, fd, have)
 }
 
 // stream sends the contents of the file of item i from off to the writer
@@ -203,8 +203,9 @@ func readRest(ctx context.Context, c *chunks, b *batch, i int, fd int) error {
 // only, in a file of several chunks, for the next chunk. Most streamed
 // files are the ones that did not fit in what was left of their batch's
 // arena, and their rest fits in one chunk: on the GOROOT copy, warm on 2
-// cores, the writer used to wait there about 300 times a dump.
-func stream(ctx context.Context, c *chunks, b *batch, i int, fd int, off int64) error {
+// cores, the writer used to wait there about 300 times a dump. A large
+// file not in the page cache is read several chunks at once (coldstream.go).
+func stream(ctx context.Context, p *pipeline, c *chunks, b *batch, i int, fd int, off int64) error {
 	it := &b.items[i]
 	ch, closed := it.stream, false
 	defer func() {
@@ -212,34 +213,37 @@ func stream(ctx context.Context, c *chunks, b *batch, i int, fd int, off int64) 
 			close(ch)
 		}
 	}()
+	par := p.parallelStream(fd, it.dir.fs, off, it.info.size)
+	if par != nil {
+		defer par.stop()
+	}
 	for first := true; off < it.info.size; first = false {
-		buf, err := c.get(ctx)
+		want := int(min(it.info.size-off, chunkSize))
+		r, err := readChunk(ctx, par, c, fd, want, off)
 		if err != nil {
 			return err
 		}
-		want := int(min(it.info.size-off, int64(len(*buf))))
-		n, err := pread(fd, (*buf)[:want], off)
-		if err != nil {
-			c.put(buf)
-			return &fs.PathError{Op: "read", Path: itemPath(b, it), Err: err}
-		}
-		if n < want {
-			c.put(buf)
+		buf, n, home := r.buf, r.n, r.home
+		if r.err != nil || n < want {
+			home <- buf // never waits: home has room for every buffer of its own
+			if r.err != nil {
+				return &fs.PathError{Op: "read", Path: itemPath(b, it), Err: r.err}
+			}
 			return shrank(b, it, fd)
 		}
 		off += int64(n)
 		last := off == it.info.size
 		if last {
 			if err := checkAfter(b, it, fd); err != nil {
-				c.put(buf)
+				home <- buf
 				return err
 			}
 		}
 		idle := len(ch) == 0 // the writer may be waiting for it
 		select {
-		case ch <- chunk{buf: buf, n: n, home: c.free}:
+		case ch <- chunk{buf: buf, n: n, home: home}:
 		case <-ctx.Done():
-			c.put(buf)
+			home <- buf
 			return context.Cause(ctx)
 		}
 		if last {
@@ -257,6 +261,21 @@ func stream(ctx context.Context, c *chunks, b *batch, i int, fd int, off int64) 
 		}
 	}
 	return nil
+}
+
+// readChunk reads a stream's next chunk, want bytes at off: from par, if
+// the file is read several chunks at once, or else into a chunk buffer of
+// the reader's. Only a failure of c.get, or par.take, is its error.
+func readChunk(ctx context.Context, par *parallelStream, c *chunks, fd, want int, off int64) (chunkRead, error) {
+	if par != nil {
+		return par.take(ctx)
+	}
+	buf, err := c.get(ctx)
+	if err != nil {
+		return chunkRead{}, err
+	}
+	n, err := pread(fd, (*buf)[:want], off)
+	return chunkRead{buf: buf, n: n, err: err, home: c.free}, nil
 }
 
 // checkAfter stats the open file again: any difference from the stat

@@ -114,17 +114,17 @@ func readOnce(fd int, p []byte) (int, error) {
 	}
 }
 
-// readNoWait reads into p from the start of the file with a single read
+// readNoWait reads into p from offset off of the file with a single read
 // that must not block (preadv2 with RWF_NOWAIT): it fails with EAGAIN if
 // none of the bytes is in the page cache, returns fewer if only some are,
 // and fails with EOPNOTSUPP where the filesystem cannot tell (tmpfs) and
 // EINVAL or ENOSYS on kernels before 4.14. Since it cannot block, it
 // is a raw system call, as fstatLocal is.
-func readNoWait(fd int, p []byte) (int, error) {
+func readNoWait(fd int, p []byte, off int64) (int, error) {
 	iov := unix.Iovec{Base: &p[0]}
 	iov.SetLen(len(p))
 	for {
-		n, _, e := unix.RawSyscall6(unix.SYS_PREADV2, uintptr(fd), uintptr(unsafe.Pointer(&iov)), 1, 0, 0, unix.RWF_NOWAIT)
+		n, _, e := unix.RawSyscall6(unix.SYS_PREADV2, uintptr(fd), uintptr(unsafe.Pointer(&iov)), 1, uintptr(off), 0, unix.RWF_NOWAIT)
 		if e == unix.EINTR {
 			continue
 		}

@@ -46,7 +46,7 @@ func closeLocal(fd int) { closeFD(fd) }
 
 func readOnce(fd int, p []byte) (int, error) { return unix.Read(fd, p) }
 
-func readNoWait(int, []byte) (int, error) { return 0, unix.ENOSYS }
+func readNoWait(int, []byte, int64) (int, error) { return 0, unix.ENOSYS }
 
 func prefetchFile(int) {}
 
