@@ -13,10 +13,10 @@ import (
 // sequential reader in flight. A device serves more than that: on this
 // project's 2-core VM, `dd` read a 1 GiB file cold in 0.89–1.11 s, and its
 // four quarters at once in 0.69–0.76 s. So a stream whose file has more
-// than parallelFrom bytes left, and whose next bytes are not cached (a
-// read that must not block could not be done), reads parallelReads chunks
-// at once, on goroutines of its own, into buffers of its own, and sends
-// them to the writer in order.
+// than parallelFrom bytes left, and whose bytes past what the prefetchers
+// warm are not cached (a read there that must not block could not be
+// done), reads parallelReads chunks at once, on goroutines of its own,
+// into buffers of its own, and sends them to the writer in order.
 //
 // One stream at a time in a dump does (pipeline.parallel): the other
 // readers' streams and the prefetchers keep the device busy already where
@@ -77,7 +77,9 @@ type chunkRead struct {
 // otherwise it returns nil, and the caller reads the file itself. The
 // caller must stop it, and keep fd open until then.
 func (p *pipeline) parallelStream(fd int, fs *fsInfo, off, size int64) *parallelStream {
-	if size-off <= parallelFrom || !coldAt(fd, fs, off) {
+	// The prefetchers may have warmed the file's start (prefetchBytes):
+	// what tells is the byte after it.
+	if size-off <= parallelFrom || !coldAt(fd, fs, max(off, prefetchBytes)) {
 		return nil
 	}
 	select {
