@@ -54,8 +54,8 @@ type parallelStream struct {
 	slots []parallelSlot
 	quit  chan struct{}
 	wg    sync.WaitGroup
-	next  int // the chunk take returns next
-	done  func()
+	next  int           // the chunk take returns next
+	token chan struct{} // the dump's pipeline.parallel, given back by stop
 }
 
 type parallelSlot struct {
@@ -63,13 +63,10 @@ type parallelSlot struct {
 	ready chan chunkRead // the slot's chunk, once read
 }
 
-// A chunkRead is a chunk a worker read: n bytes of buf, or err, and where
-// buf goes back.
+// A chunkRead is a chunk as read, with the read's error.
 type chunkRead struct {
-	buf  *[]byte
-	n    int
-	err  error
-	home chan<- *[]byte
+	chunk
+	err error
 }
 
 // parallelStream starts reading the file fd from off to size in parallel,
@@ -90,7 +87,7 @@ func (p *pipeline) parallelStream(fd int, fs *fsInfo, off, size int64) *parallel
 	s := &parallelStream{
 		slots: make([]parallelSlot, parallelBufs),
 		quit:  make(chan struct{}),
-		done:  func() { <-p.parallel },
+		token: p.parallel,
 	}
 	for i := range s.slots {
 		s.slots[i] = parallelSlot{free: make(chan *[]byte, 1), ready: make(chan chunkRead, 1)}
@@ -112,7 +109,7 @@ func (p *pipeline) parallelStream(fd int, fs *fsInfo, off, size int64) *parallel
 				}
 				at := off + int64(j)*chunkSize
 				n, err := pread(fd, (*buf)[:min(size-at, chunkSize)], at)
-				slot.ready <- chunkRead{buf, n, err, slot.free} // never waits: the slot's one buffer is this one
+				slot.ready <- chunkRead{chunk{buf, n, slot.free}, err} // never waits: the slot's one buffer is this one
 			}
 		})
 	}
@@ -154,7 +151,7 @@ func (s *parallelStream) stop() {
 	if testHookParallel != nil {
 		testHookParallel(false)
 	}
-	s.done()
+	<-s.token
 	for _, slot := range s.slots {
 		select {
 		case c := <-slot.ready:

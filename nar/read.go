@@ -223,27 +223,26 @@ func stream(ctx context.Context, p *pipeline, c *chunks, b *batch, i int, fd int
 		if err != nil {
 			return err
 		}
-		buf, n, home := r.buf, r.n, r.home
-		if r.err != nil || n < want {
-			home <- buf // never waits: home has room for every buffer of its own
+		if r.err != nil || r.n < want {
+			r.home <- r.buf // never waits: home has room for every buffer of its own
 			if r.err != nil {
 				return &fs.PathError{Op: "read", Path: itemPath(b, it), Err: r.err}
 			}
 			return shrank(b, it, fd)
 		}
-		off += int64(n)
+		off += int64(r.n)
 		last := off == it.info.size
 		if last {
 			if err := checkAfter(b, it, fd); err != nil {
-				home <- buf
+				r.home <- r.buf
 				return err
 			}
 		}
 		idle := len(ch) == 0 // the writer may be waiting for it
 		select {
-		case ch <- chunk{buf: buf, n: n, home: home}:
+		case ch <- r.chunk:
 		case <-ctx.Done():
-			home <- buf
+			r.home <- r.buf
 			return context.Cause(ctx)
 		}
 		if last {
@@ -275,7 +274,7 @@ func readChunk(ctx context.Context, par *parallelStream, c *chunks, fd, want int
 		return chunkRead{}, err
 	}
 	n, err := pread(fd, (*buf)[:want], off)
-	return chunkRead{buf: buf, n: n, err: err, home: c.free}, nil
+	return chunkRead{chunk{buf, n, c.free}, err}, nil
 }
 
 // checkAfter stats the open file again: any difference from the stat
