@@ -94,6 +94,7 @@ func runDump(ctx context.Context, sio *stdio, path string, git bool) error {
 		return err
 	}
 	out := bufio.NewWriterSize(sio.out, 256<<10)
+	dumpGC()
 	if _, err := nar.Dump(ctx, out, dir, &nar.DumpOptions{Select: sel, ColdProcs: nar.DefaultColdProcs}); err != nil {
 		return fmt.Errorf("dump %s: %w (the archive written so far is incomplete)", path, err)
 	}

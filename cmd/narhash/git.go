@@ -45,6 +45,7 @@ func source(ctx context.Context, path string, git bool) (string, *nar.Selection,
 // git view whose index changed while it was hashed is hashed again (3
 // attempts), as a tree that changes is. Its errors name path.
 func hashSource(ctx context.Context, path string, git bool, opt hasher.Options) (hasher.Result, error) {
+	dumpGC()
 	for try := 1; ; try++ {
 		dir, sel, v, err := source(ctx, path, git)
 		if err != nil {
