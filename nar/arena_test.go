@@ -2,6 +2,7 @@ package nar
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -114,8 +115,62 @@ func arenaEdgeTree(t *testing.T) string {
 	return root
 }
 
+// sortTree builds a directory whose names order differently by their
+// first 8 bytes than by the rest, or not at all: prefixes of each other
+// around 8 bytes, bytes above 0x7f, and many names sharing 8 bytes.
+func sortTree(t *testing.T) string {
+	t.Helper()
+	root := filepath.Join(nartest.TempDir(t), "names")
+	b := &nartest.Builder{Root: root}
+	names := []string{"a", "ab", "abcdefg", "abcdefgh", "abcdefgh0", "abcdefgh\xff", "abcdefghi",
+		"abcdefgi", "abcdefg\x01", "B", "\x01", "\x7f", "\x80", "\xff", "\xffz", "\xff\xff\xff\xff\xff\xff\xff\xff",
+		"\xff\xff\xff\xff\xff\xff\xff\xff\x01", "é", "e\u0301", "zzzzzzzz", "zzzzzzz", "zzzzzzzzz"}
+	rng := rand.New(rand.NewPCG(8, 8))
+	for i := range 300 {
+		suffix := make([]byte, 1+rng.IntN(12))
+		for j := range suffix {
+			suffix[j] = byte(1 + rng.IntN(255))
+			if suffix[j] == '/' {
+				suffix[j] = 'x'
+			}
+		}
+		names = append(names, fmt.Sprintf("prefix%02d", i%3)+string(suffix))
+	}
+	for i, n := range names {
+		if i%7 == 0 {
+			b.Dir(n + "/" + n)
+		} else {
+			b.File(n, []byte(n), 0o644)
+		}
+	}
+	must(t, b.Err)
+	return root
+}
+
+// TestNameKey checks that dent keys order names as bytes.Compare does
+// wherever two keys differ.
+func TestNameKey(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	name := func() []byte {
+		n := make([]byte, 1+rng.IntN(12))
+		for i := range n {
+			n[i] = byte(1 + rng.IntN(255))
+			if rng.IntN(2) == 0 {
+				n[i] = "ab\x01\xff"[rng.IntN(4)]
+			}
+		}
+		return n
+	}
+	for range 100000 {
+		a, b := name(), name()
+		if ka, kb := nameKey(a), nameKey(b); ka != kb && cmp.Compare(ka, kb) != bytes.Compare(a, b) {
+			t.Fatalf("keys of %q and %q order as %d, names as %d", a, b, cmp.Compare(ka, kb), bytes.Compare(a, b))
+		}
+	}
+}
+
 func TestDumpMatchesWriter(t *testing.T) {
-	trees := map[string]string{"edge": edgeTree(t), "arena": arenaEdgeTree(t)}
+	trees := map[string]string{"edge": edgeTree(t), "arena": arenaEdgeTree(t), "names": sortTree(t)}
 	for seed := range uint64(3) {
 		root := filepath.Join(nartest.TempDir(t), "random")
 		must(t, os.Mkdir(root, 0o755))

@@ -2,7 +2,9 @@ package nar
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -37,8 +39,18 @@ func (d *dirRef) release() {
 
 // dent is a directory entry: its name, in level.dents, and its d_type.
 type dent struct {
+	// key is the name's first 8 bytes, big-endian, zero-padded: names
+	// hold no NUL, so keys order as names do, unless they are equal.
+	key      uint64
 	off, len uint32
 	typ      uint8
+}
+
+// nameKey is the key of a dent named name.
+func nameKey(name []byte) uint64 {
+	var b [8]byte
+	copy(b[:], name)
+	return binary.BigEndian.Uint64(b[:])
 }
 
 // level is one directory being walked.
@@ -351,7 +363,7 @@ func (w *walker) list(l *level) error {
 			nameLen := bytes.IndexByte(w.buf[nameOff:off+reclen], 0)
 			name := w.buf[nameOff : nameOff+nameLen]
 			if !(nameLen == 1 && name[0] == '.') && !(nameLen == 2 && name[0] == '.' && name[1] == '.') {
-				w.ents = append(w.ents, dent{uint32(len(w.names)), uint32(nameLen), typ})
+				w.ents = append(w.ents, dent{nameKey(name), uint32(len(w.names)), uint32(nameLen), typ})
 				w.names = append(w.names, w.buf[nameOff:nameOff+nameLen+1]...)
 			}
 			off += reclen
@@ -360,6 +372,9 @@ func (w *walker) list(l *level) error {
 	l.dents = append(l.dents[:0], w.names...)
 	l.names = append(l.names[:0], w.ents...)
 	slices.SortFunc(l.names, func(a, b dent) int {
+		if c := cmp.Compare(a.key, b.key); c != 0 {
+			return c
+		}
 		return bytes.Compare(l.dents[a.off:a.off+a.len], l.dents[b.off:b.off+b.len])
 	})
 	return nil
