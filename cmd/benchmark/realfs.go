@@ -67,11 +67,14 @@ type realTree struct {
 }
 
 // realRow is one line of the table: a tree, a cache state, and the
-// medians of every tool ("narhash 8" is narhash with GOMAXPROCS=8).
+// medians of every tool ("narhash 8" is narhash with GOMAXPROCS=8); rounds
+// holds every tool's samples in round order, so that round r of one tool
+// ran in the same minute as round r of another.
 type realRow struct {
-	tree realTree
-	cold bool
-	m    map[string]sample
+	tree   realTree
+	cold   bool
+	m      map[string]sample
+	rounds map[string][]sample
 }
 
 func benchReal(ctx context.Context, stdout, stderr io.Writer, only, tmpDir, self, narhash string, o realOptions) error {
@@ -168,27 +171,28 @@ func benchReal(ctx context.Context, stdout, stderr io.Writer, only, tmpDir, self
 		warmTools := append(slices.Clone(tools), tool{"sha256", func(string, int64) []string { return []string{self, "-sha256", strconv.FormatInt(td.narSize, 10)} }})
 		coldTools := append(slices.Clone(tools), tool{"readall", func(string, int64) []string { return []string{self, "-readall", td.path} }})
 		if warm {
-			m, err := realRounds(ctx, stderr, self, td, warmTools, false, *o.warmRounds)
+			m, rs, err := realRounds(ctx, stderr, self, td, warmTools, false, *o.warmRounds)
 			if err != nil {
 				return err
 			}
-			rows = append(rows, realRow{td, false, m})
+			rows = append(rows, realRow{td, false, m, rs})
 		}
 		if cold && td.fsType != "tmpfs" {
-			m, err := realRounds(ctx, stderr, self, td, coldTools, true, *o.coldRounds)
+			m, rs, err := realRounds(ctx, stderr, self, td, coldTools, true, *o.coldRounds)
 			if err != nil {
 				return err
 			}
-			rows = append(rows, realRow{td, true, m})
+			rows = append(rows, realRow{td, true, m, rs})
 		}
 	}
 	return realReport(stdout, tds, procs, rows, nixErr == nil, coldNote, *o.warmRounds, *o.coldRounds)
 }
 
 // realRounds runs every tool on td in turn, round by round (rotating who
-// goes first), and returns the medians. Warm, round 0 warms up and is not
-// counted; cold, every run starts with the page cache dropped.
-func realRounds(ctx context.Context, stderr io.Writer, self string, td realTree, tools []tool, cold bool, rounds int) (map[string]sample, error) {
+// goes first), and returns the medians and the samples in round order.
+// Warm, round 0 warms up and is not counted; cold, every run starts with
+// the page cache dropped.
+func realRounds(ctx context.Context, stderr io.Writer, self string, td realTree, tools []tool, cold bool, rounds int) (map[string]sample, map[string][]sample, error) {
 	mode, first := "warm", 1
 	if cold {
 		mode, first = "cold", 0
@@ -203,7 +207,7 @@ func realRounds(ctx context.Context, stderr io.Writer, self string, td realTree,
 		for _, tl := range order {
 			if cold {
 				if err := dropCaches(); err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 				exec.CommandContext(ctx, "nix-hash", "--version").Run() // its binary and libraries, not the tree
 			}
@@ -213,7 +217,7 @@ func realRounds(ctx context.Context, stderr io.Writer, self string, td realTree,
 			}
 			s, err := measureEnv(ctx, self, env, tl.cmd("", 0))
 			if err != nil {
-				return nil, fmt.Errorf("%s on %s: %w", tl.name, td.path, err)
+				return nil, nil, fmt.Errorf("%s on %s: %w", tl.name, td.path, err)
 			}
 			if r >= first {
 				samples[tl.name] = append(samples[tl.name], s)
@@ -224,7 +228,7 @@ func realRounds(ctx context.Context, stderr io.Writer, self string, td realTree,
 	for name, ss := range samples {
 		m[name] = median(ss)
 	}
-	return m, nil
+	return m, samples, nil
 }
 
 func realReport(stdout io.Writer, tds []realTree, procs []string, rows []realRow, nix bool, coldNote string, warmRounds, coldRounds int) error {
@@ -314,6 +318,7 @@ func realReport(stdout io.Writer, tds []realTree, procs []string, rows []realRow
 	if coldNote != "" {
 		fmt.Fprintln(stdout, coldNote)
 	}
+	reportTargets(stdout, rows, procs[0])
 	if !agree {
 		return errors.New("the tools' hashes differ")
 	}
