@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sync/atomic"
 
+	"golang.org/x/sys/cpu"
 	"golang.org/x/sys/unix"
 )
 
@@ -25,7 +26,12 @@ type dirRef struct {
 	parent *dirRef // nil for the working directory, named "."
 	name   string  // the root's path for the root
 	fs     *fsInfo // what the walk learnt of its filesystem
-	refs   atomic.Int32
+	// The fields above do not change once the directory is open; refs,
+	// which the packer and the readers change for every file, is on a
+	// cache line of its own, so that a reader's loads of fd and fs do not
+	// miss each time another core has just counted a file.
+	_    cpu.CacheLinePad
+	refs atomic.Int32
 	// queued counts the prefetch queue's entries in the directory
 	// (pipeline.offer), under the pipeline's pinMu.
 	queued int32
