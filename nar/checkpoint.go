@@ -177,7 +177,7 @@ func (e *emitter) checkpoint(name []byte, first bool) error {
 	if err != nil {
 		return fmt.Errorf("nar: checkpoint: %w", err)
 	}
-	fp, err := e.fp.h.(encoding.BinaryMarshaler).MarshalBinary()
+	fp, err := e.fp.state()
 	if err != nil {
 		return fmt.Errorf("nar: checkpoint: %w", err)
 	}
@@ -206,7 +206,7 @@ func (e *emitter) resume(from *Checkpoint) error {
 	if err := u.UnmarshalBinary(from.hash); err != nil {
 		return fmt.Errorf("nar: resume at %q: restore the hash: %w", from.Path, err)
 	}
-	if err := e.fp.h.(encoding.BinaryUnmarshaler).UnmarshalBinary(from.fp); err != nil {
+	if err := e.fp.restore(from.fp); err != nil {
 		return fmt.Errorf("nar: resume at %q: restore the fingerprint: %w", from.Path, err)
 	}
 	e.w = resumeWriter(e.dst, from.Offset, from.Path, from.first)
@@ -248,7 +248,7 @@ func (f *fingerprinter) matches(cp *Checkpoint) bool {
 	if f.entries != cp.fpN || f.newest != cp.fpNew {
 		return false
 	}
-	state, err := f.h.(encoding.BinaryMarshaler).MarshalBinary()
+	state, err := f.state()
 	return err == nil && bytes.Equal(state, cp.fp)
 }
 
