@@ -376,7 +376,7 @@ func TestFillCancelled(t *testing.T) {
 	b.names = append(b.names, "file\x00"...)
 	b.items = append(b.items, item{op: opFile, dir: d, name: span{0, 4}})
 	b.files = 1
-	fill(ctx, &pipeline{}, newChunks(), b)
+	fill(ctx, &pipeline{}, newChunks(readerSmall), b)
 	if done := int(b.done.Load()); done != len(b.items)+1 || !errors.Is(b.err, context.Canceled) {
 		t.Errorf("a cancelled batch: done %d, err %v; want %d and context.Canceled", done, b.err, len(b.items)+1)
 	}

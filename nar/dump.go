@@ -160,7 +160,7 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 		k.close()
 	})
 	for range readers {
-		p.startReader(ctx)
+		p.startReader(ctx, readerSmall)
 	}
 
 	err := e.run(ctx, p)

@@ -413,8 +413,14 @@ func TestReaderChunksBounded(t *testing.T) {
 		b.File(fmt.Sprintf("f%02d", i), make([]byte, 2*chunkSize+7), 0o644)
 	}
 	must(t, b.Err)
-	var made atomic.Int64
-	testHookChunkMade = func() { made.Add(1) }
+	var made, small atomic.Int64
+	testHookChunkMade = func(isSmall bool) {
+		if isSmall {
+			small.Add(1)
+		} else {
+			made.Add(1)
+		}
+	}
 	defer func() { testHookChunkMade = nil }()
 
 	const readers = 2
@@ -437,6 +443,54 @@ func TestReaderChunksBounded(t *testing.T) {
 	}
 	if n := made.Load(); n > readers*readerChunks {
 		t.Errorf("%d readers took %d chunk buffers while the writer was stopped; want at most %d each", readers, n, readerChunks)
+	}
+	if n := small.Load(); n > readers*readerSmall {
+		t.Errorf("%d readers took %d small chunk buffers while the writer was stopped; want at most %d each", readers, n, readerSmall)
+	}
+	close(w.release)
+	must(t, <-done)
+}
+
+// TestSmallStreamsAhead stops the writer and fills the first batch's
+// arena with its first file: the batch's other files, small, are streamed
+// whole, each in a small chunk. A reader must get through them all ahead
+// of the writer, not wait once readerChunks buffers are out.
+func TestSmallStreamsAhead(t *testing.T) {
+	root := nartest.TempDir(t)
+	b := &nartest.Builder{Root: root}
+	b.File("a", make([]byte, arenaSize-100), 0o644)
+	const small = firstBatchFiles - 1
+	for i := range small {
+		b.File(fmt.Sprintf("b%02d", i), make([]byte, 1000+i), 0o644)
+	}
+	must(t, b.Err)
+	var big, made atomic.Int64
+	testHookChunkMade = func(isSmall bool) {
+		if isSmall {
+			made.Add(1)
+		} else {
+			big.Add(1)
+		}
+	}
+	defer func() { testHookChunkMade = nil }()
+	w := blockedWriter{make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := Dump(context.Background(), w, root, &DumpOptions{Readers: 1})
+		done <- err
+	}()
+	for deadline := time.Now().Add(10 * time.Second); made.Load() == 0 || !readersWaiting(); {
+		if time.Now().After(deadline) {
+			close(w.release)
+			t.Fatalf("the reader still runs 10 s after the writer stopped (%d small chunk buffers taken)", made.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := made.Load(); n != small {
+		t.Errorf("the reader took %d small chunk buffers ahead of the stopped writer; want one for each of the %d small files streamed", n, small)
+	}
+	if n := big.Load(); n != 0 {
+		t.Errorf("the reader took %d chunk buffers of %d bytes for files of about 1000", n, chunkSize)
 	}
 	close(w.release)
 	must(t, <-done)

@@ -199,7 +199,7 @@ func (k *packer) adapt() {
 		k.p.wg.Go(func() { k.p.prefetcher(k.ctx) })
 	}
 	for ; k.readers < min(coldReaders, k.fds.readers); k.readers++ {
-		k.p.startReader(k.ctx)
+		k.p.startReader(k.ctx, readerSmallCold)
 	}
 }
 

@@ -18,11 +18,11 @@ var testHookRead func(path string)
 // refused.
 var testHookNoatimeDenied func()
 
-// startReader starts a reader: it fills the batches of p.work until the
-// walk is done.
-func (p *pipeline) startReader(ctx context.Context) {
+// startReader starts a reader, with small small chunks (see chunks): it
+// fills the batches of p.work until the walk is done.
+func (p *pipeline) startReader(ctx context.Context, small int) {
 	p.wg.Go(func() {
-		c := newChunks()
+		c := newChunks(small)
 		defer c.close()
 		for b := range p.work {
 			fill(ctx, p, c, b)
@@ -269,12 +269,12 @@ func readChunk(ctx context.Context, par *parallelStream, c *chunks, fd, want int
 	if par != nil {
 		return par.take(ctx)
 	}
-	buf, err := c.get(ctx)
+	buf, home, err := c.get(ctx, want)
 	if err != nil {
 		return chunkRead{}, err
 	}
 	n, err := pread(fd, (*buf)[:want], off)
-	return chunkRead{chunk{buf, n, c.free}, err}, nil
+	return chunkRead{chunk{buf, n, home}, err}, nil
 }
 
 // checkAfter stats the open file again: any difference from the stat

@@ -9,8 +9,8 @@ import (
 
 // The garbage collector in a command that dumps trees.
 //
-// A dump's memory is its pipeline's buffers (nar/pipeline.go: 26 MiB with
-// two readers warm, at most 120 MiB cold), allocated as it starts and
+// A dump's memory is its pipeline's buffers (nar/pipeline.go: 30 MiB with
+// two readers warm, at most 128 MiB cold), allocated as it starts and
 // reused to its end; besides them it makes little garbage. With the
 // default GOGC, the collector runs three times in a dump's first 10 ms,
 // while the heap grows to hold those buffers (at 4, 7 and 13 MB), and
