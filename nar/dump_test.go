@@ -413,42 +413,14 @@ func TestReaderChunksBounded(t *testing.T) {
 		b.File(fmt.Sprintf("f%02d", i), make([]byte, 2*chunkSize+7), 0o644)
 	}
 	must(t, b.Err)
-	var made, small atomic.Int64
-	testHookChunkMade = func(isSmall bool) {
-		if isSmall {
-			small.Add(1)
-		} else {
-			made.Add(1)
-		}
-	}
-	defer func() { testHookChunkMade = nil }()
-
 	const readers = 2
-	w := blockedWriter{make(chan struct{})}
-	done := make(chan error, 1)
-	go func() {
-		_, err := Dump(context.Background(), w, root, &DumpOptions{Readers: readers})
-		done <- err
-	}()
-	// Wait until the readers have streamed something and none can go on:
-	// each waits for a chunk buffer, for the writer to take a chunk, or
-	// for a batch. (A reader streaming the files waits for nothing else
-	// before the last is read.)
-	for deadline := time.Now().Add(10 * time.Second); made.Load() == 0 || !readersWaiting(); {
-		if time.Now().After(deadline) {
-			close(w.release)
-			t.Fatalf("the readers still run 10 s after the writer stopped (%d chunk buffers taken)", made.Load())
-		}
-		time.Sleep(time.Millisecond)
+	made, small := streamAheadOfStoppedWriter(t, root, readers)
+	if made > readers*readerChunks {
+		t.Errorf("%d readers took %d chunk buffers while the writer was stopped; want at most %d each", readers, made, readerChunks)
 	}
-	if n := made.Load(); n > readers*readerChunks {
-		t.Errorf("%d readers took %d chunk buffers while the writer was stopped; want at most %d each", readers, n, readerChunks)
+	if small > readers*readerSmall {
+		t.Errorf("%d readers took %d small chunk buffers while the writer was stopped; want at most %d each", readers, small, readerSmall)
 	}
-	if n := small.Load(); n > readers*readerSmall {
-		t.Errorf("%d readers took %d small chunk buffers while the writer was stopped; want at most %d each", readers, n, readerSmall)
-	}
-	close(w.release)
-	must(t, <-done)
 }
 
 // TestSmallStreamsAhead stops the writer and fills the first batch's
@@ -459,15 +431,31 @@ func TestSmallStreamsAhead(t *testing.T) {
 	root := nartest.TempDir(t)
 	b := &nartest.Builder{Root: root}
 	b.File("a", make([]byte, arenaSize-100), 0o644)
-	const small = firstBatchFiles - 1
-	for i := range small {
+	const files = firstBatchFiles - 1
+	for i := range files {
 		b.File(fmt.Sprintf("b%02d", i), make([]byte, 1000+i), 0o644)
 	}
 	must(t, b.Err)
-	var big, made atomic.Int64
+	made, small := streamAheadOfStoppedWriter(t, root, 1)
+	if small != files {
+		t.Errorf("the reader took %d small chunk buffers ahead of the stopped writer; want one for each of the %d small files streamed", small, files)
+	}
+	if made != 0 {
+		t.Errorf("the reader took %d chunk buffers of %d bytes for files of about 1000", made, chunkSize)
+	}
+}
+
+// streamAheadOfStoppedWriter dumps root with a writer that stops at its
+// first write, waits until the readers have taken chunk buffers and none
+// can go on (each waits for a chunk buffer, for the writer to take a
+// chunk, or for a batch), and returns how many buffers of chunkSize and
+// of smallChunk they took; then it lets the writer go and checks the dump.
+func streamAheadOfStoppedWriter(t *testing.T, root string, readers int) (made, small int64) {
+	t.Helper()
+	var big, little atomic.Int64
 	testHookChunkMade = func(isSmall bool) {
 		if isSmall {
-			made.Add(1)
+			little.Add(1)
 		} else {
 			big.Add(1)
 		}
@@ -476,24 +464,20 @@ func TestSmallStreamsAhead(t *testing.T) {
 	w := blockedWriter{make(chan struct{})}
 	done := make(chan error, 1)
 	go func() {
-		_, err := Dump(context.Background(), w, root, &DumpOptions{Readers: 1})
+		_, err := Dump(context.Background(), w, root, &DumpOptions{Readers: readers})
 		done <- err
 	}()
-	for deadline := time.Now().Add(10 * time.Second); made.Load() == 0 || !readersWaiting(); {
+	for deadline := time.Now().Add(10 * time.Second); big.Load()+little.Load() == 0 || !readersWaiting(); {
 		if time.Now().After(deadline) {
 			close(w.release)
-			t.Fatalf("the reader still runs 10 s after the writer stopped (%d small chunk buffers taken)", made.Load())
+			t.Fatalf("the readers still run 10 s after the writer stopped (%d and %d small chunk buffers taken)", big.Load(), little.Load())
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if n := made.Load(); n != small {
-		t.Errorf("the reader took %d small chunk buffers ahead of the stopped writer; want one for each of the %d small files streamed", n, small)
-	}
-	if n := big.Load(); n != 0 {
-		t.Errorf("the reader took %d chunk buffers of %d bytes for files of about 1000", n, chunkSize)
-	}
+	made, small = big.Load(), little.Load()
 	close(w.release)
 	must(t, <-done)
+	return made, small
 }
 
 // readersWaiting reports whether every reader goroutine there is (if any
