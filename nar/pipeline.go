@@ -332,14 +332,14 @@ func putChunk(buf *[]byte) {
 }
 
 // chunks are one reader's chunk buffers, of two sizes: readerChunks of
-// chunkSize and readerSmall (readerSmallCold) of smallChunk at most, however many files it
-// streams ahead of the writer, which gives each back once written (to
-// chunk.home, the reader's free of its size). A reader waiting for one
-// only waits for the writer to get to what it sent already: the writer
-// takes a reader's streams in the order the reader made them, and a
-// stream that holds any of the reader's chunks has its first chunk, so
-// its item, with everything before it in its batch, is ready for the
-// writer.
+// chunkSize and readerSmall (readerSmallCold) of smallChunk at most,
+// however many files it streams ahead of the writer, which gives each back
+// once written (to chunk.home, the reader's free of its size). A reader
+// waiting for one only waits for the writer to get to what it sent
+// already: the writer takes a reader's streams in the order the reader
+// made them, and a stream that holds any of the reader's chunks has its
+// first chunk, so its item, with everything before it in its batch, is
+// ready for the writer.
 //
 // Most streamed files are small: they did not fit in what was left of
 // their batch's arena, and the rest after their first read is at most
