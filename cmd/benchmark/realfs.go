@@ -188,6 +188,31 @@ func benchReal(ctx context.Context, stdout, stderr io.Writer, only, tmpDir, self
 	return realReport(stdout, tds, procs, rows, nixErr == nil, coldNote, *o.warmRounds, *o.coldRounds)
 }
 
+// warmFloors maps each tree to the SHA-256 floor of its warm row on the
+// disk filesystem, which its cold row shares.
+func warmFloors(rows []realRow) map[string]sample {
+	floors := map[string]sample{}
+	for _, row := range rows {
+		if s, ok := row.m["sha256"]; ok && row.tree.fsType != "tmpfs" {
+			floors[row.tree.name] = s
+		}
+	}
+	return floors
+}
+
+// sample is the row's median of tool name; a cold row's SHA-256 floor is
+// its tree's warm one (floors).
+func (row realRow) sample(name string, floors map[string]sample) (sample, bool) {
+	if s, ok := row.m[name]; ok {
+		return s, ok
+	}
+	if name == "sha256" {
+		s, ok := floors[row.tree.name]
+		return s, ok
+	}
+	return sample{}, false
+}
+
 // realRounds runs every tool on td in turn, round by round (rotating who
 // goes first), and returns the medians and the samples in round order.
 // Warm, round 0 warms up and is not counted; cold, every run starts with
@@ -242,27 +267,13 @@ func realReport(stdout io.Writer, tds []realTree, procs []string, rows []realRow
 	fmt.Fprintln(stdout, "| tree | files | NAR size | filesystem | cache | GOMAXPROCS | narhash | nix-hash | go-nix | SHA-256 in memory | parallel read | narhash / SHA-256 | nix-hash / narhash | go-nix / narhash | narhash / parallel read |")
 	fmt.Fprintln(stdout, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	agree := true
-	floor := map[string]sample{} // the SHA-256 floor of each disk tree's warm row
-	for _, row := range rows {
-		if s, ok := row.m["sha256"]; ok && row.tree.fsType != "tmpfs" {
-			floor[row.tree.name] = s
-		}
-	}
+	floors := warmFloors(rows)
 	for _, row := range rows {
 		cache := "warm"
 		if row.cold {
 			cache = "cold"
 		}
-		get := func(name string) (sample, bool) {
-			if s, ok := row.m[name]; ok {
-				return s, ok
-			}
-			if name == "sha256" { // cold: the warm row's, on the same disk
-				s, ok := floor[row.tree.name]
-				return s, ok
-			}
-			return sample{}, false
-		}
+		get := func(name string) (sample, bool) { return row.sample(name, floors) }
 		secs := func(name string) string {
 			if s, ok := get(name); ok {
 				return fmt.Sprintf("%.3f s", s.wall.Seconds())

@@ -45,16 +45,22 @@ func (t realTarget) String() string {
 	return fmt.Sprintf("%s, %s: %s", t.tree, cache, what)
 }
 
+// diskRow is the row of tree on the disk filesystem, cold or warm.
+func diskRow(rows []realRow, tree string, cold bool) (realRow, bool) {
+	i := slices.IndexFunc(rows, func(r realRow) bool {
+		return r.tree.name == tree && r.cold == cold && r.tree.fsType != "tmpfs"
+	})
+	if i < 0 {
+		return realRow{}, false
+	}
+	return rows[i], true
+}
+
 // realTargets lists the targets for the trees measured.
 func realTargets(rows []realRow) []realTarget {
 	var ts []realTarget
-	has := func(tree string, cold bool) bool {
-		return slices.ContainsFunc(rows, func(r realRow) bool {
-			return r.tree.name == tree && r.cold == cold && r.tree.fsType != "tmpfs"
-		})
-	}
 	add := func(t realTarget) {
-		if has(t.tree, t.cold) {
+		if _, ok := diskRow(rows, t.tree, t.cold); ok {
 			ts = append(ts, t)
 		}
 	}
@@ -94,21 +100,11 @@ func reportTargets(stdout io.Writer, rows []realRow, procs string) {
 	fmt.Fprintln(stdout, "| target | this run | round by round | met |")
 	fmt.Fprintln(stdout, "|---|---|---|---|")
 	met := 0
+	floors := warmFloors(rows)
 	for _, t := range ts {
-		i := slices.IndexFunc(rows, func(r realRow) bool {
-			return r.tree.name == t.tree && r.cold == t.cold && r.tree.fsType != "tmpfs"
-		})
-		row := rows[i]
-		a, oka := row.m[tool(t.a)]
-		b, okb := row.m[tool(t.b)]
-		if !okb && t.b == "sha256" { // cold rows: the warm row's floor
-			j := slices.IndexFunc(rows, func(r realRow) bool {
-				return r.tree.name == t.tree && !r.cold && r.tree.fsType != "tmpfs"
-			})
-			if j >= 0 {
-				b, okb = rows[j].m["sha256"]
-			}
-		}
+		row, _ := diskRow(rows, t.tree, t.cold)
+		a, oka := row.sample(tool(t.a), floors)
+		b, okb := row.sample(tool(t.b), floors)
 		if !oka || !okb {
 			fmt.Fprintf(stdout, "| %s | – | – | not measured |\n", t)
 			continue
