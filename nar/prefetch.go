@@ -98,7 +98,7 @@ func (k *packer) prefetch(dir *dirRef, name []byte) {
 // in NAR order, and finds them cached.
 func (k *packer) listed(l *level) {
 	if k.prefetchers > 0 {
-		k.p.offerEntries(l.dir, l.dents, l.names, l.sel)
+		k.p.offerEntries(l, l.ents)
 	}
 }
 
@@ -111,21 +111,22 @@ func (k *packer) listed(l *level) {
 func (k *packer) offerPending() {
 	for i := len(k.walk.stack) - 1; i >= 0; i-- {
 		if l := &k.walk.stack[i]; !l.closed {
-			k.p.offerEntries(l.dir, l.dents, l.names[l.next:], l.sel)
+			k.p.offerEntries(l, l.ents[l.next:])
 		}
 	}
 }
 
-// offerEntries offers the subdirectories and symlinks among the entries
-// names of dir that the walk will visit (those sel holds, if not nil).
-func (p *pipeline) offerEntries(dir *dirRef, dents []byte, names []dent, sel *selNode) {
-	for _, d := range names {
+// offerEntries offers the subdirectories and symlinks among ents, entries
+// of the directory l, that the walk will visit (those l.sel holds, if not
+// nil).
+func (p *pipeline) offerEntries(l *level, ents []dent) {
+	for _, d := range ents {
 		if d.typ != unix.DT_DIR && d.typ != unix.DT_LNK {
 			continue
 		}
-		name := dents[d.off : d.off+d.len]
-		if child, ok := visited(sel, name, d.typ); ok {
-			p.offer(dir, name, d.typ, child)
+		name := l.entName(d)
+		if child, ok := visited(l.sel, name, d.typ); ok {
+			p.offer(l.dir, name, d.typ, child)
 		}
 	}
 }

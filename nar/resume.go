@@ -33,21 +33,20 @@ func (w *walker) resume() error {
 	names := strings.Split(w.from.Path, "/")
 	for i, name := range names {
 		top := &w.stack[len(w.stack)-1]
-		j := sort.Search(len(top.names), func(k int) bool {
-			d := top.names[k]
-			return string(top.dents[d.off:d.off+d.len]) >= name
+		j := sort.Search(len(top.ents), func(k int) bool {
+			return string(top.entName(top.ents[k])) >= name
 		})
 		if i == len(names)-1 {
 			top.next = j
 			return nil
 		}
-		if j == len(top.names) || string(top.dents[top.names[j].off:top.names[j].off+top.names[j].len]) != name {
+		if j == len(top.ents) || string(top.entName(top.ents[j])) != name {
 			return fmt.Errorf("dump %s: %w (it is gone: resume at %q impossible)", joinPath(top.dir.path(), []byte(name)), ErrChanged, w.from.Path)
 		}
-		d := top.names[j]
+		d := top.ents[j]
 		top.next = j + 1
-		// The name is followed by its NUL in dents, for openat.
-		if _, err := w.openDir(top.dir, top.dents[d.off:d.off+d.len], nil, false, top.pathLen+1+len(name), nil); err != nil {
+		// The name is followed by its NUL in names, for openat.
+		if _, err := w.openDir(top.dir, top.entName(d), nil, false, top.pathLen+1+len(name), nil); err != nil {
 			return err
 		}
 	}

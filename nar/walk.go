@@ -43,7 +43,7 @@ func (d *dirRef) release() {
 	}
 }
 
-// dent is a directory entry: its name, in level.dents, and its d_type.
+// dent is a directory entry: its name, in level.names, and its d_type.
 type dent struct {
 	// key is the name's first 8 bytes, big-endian, zero-padded: names
 	// hold no NUL, so keys order as names do, unless they are equal.
@@ -63,8 +63,8 @@ func nameKey(name []byte) uint64 {
 type level struct {
 	dir   *dirRef
 	info  fileInfo // fstat of the directory when it was listed
-	dents []byte   // its entries' names, each followed by a NUL
-	names []dent   // its entries, in byte order of their names
+	names []byte   // its entries' names, each followed by a NUL
+	ents  []dent   // its entries, in byte order of their names
 	next  int
 	// closed: out of the window of open levels, the walk no longer
 	// holds dir; it opens the directory again when it returns to it.
@@ -74,11 +74,17 @@ type level struct {
 	// With a Selection: sel is the directory's node, and a directory
 	// other than the root is pending until its first entry is dumped,
 	// so that one holding no selected entry is left out; name is its
-	// name, in its parent's dents.
+	// name, in its parent's names.
 	sel     *selNode
 	pending bool
 	name    []byte
 }
+
+// entName is the name of l's entry d.
+func (l *level) entName(d dent) []byte { return l.names[d.off : d.off+d.len] }
+
+// entNameNUL is the same name followed by its NUL, for openat.
+func (l *level) entNameNUL(d dent) []byte { return l.names[d.off : d.off+d.len+1] }
 
 // walker visits a tree in NAR order: it lists directories, checks what a
 // Writer would check (names, path lengths), lstats the entries whose type
@@ -174,15 +180,15 @@ func (w *walker) loop() error {
 			return context.Cause(w.ctx)
 		}
 		top := &w.stack[len(w.stack)-1]
-		if top.next == len(top.names) {
+		if top.next == len(top.ents) {
 			if err := w.endDir(top); err != nil {
 				return err
 			}
 			continue
 		}
-		d := top.names[top.next]
+		d := top.ents[top.next]
 		top.next++
-		name := top.dents[d.off : d.off+d.len+1] // with its NUL
+		name := top.entNameNUL(d)
 		var sel *selNode
 		if top.sel != nil {
 			if sel = top.sel.children[string(name[:d.len])]; sel == nil {
@@ -375,13 +381,13 @@ func (w *walker) list(l *level) error {
 			off += reclen
 		}
 	}
-	l.dents = append(l.dents[:0], w.names...)
-	l.names = append(l.names[:0], w.ents...)
-	slices.SortFunc(l.names, func(a, b dent) int {
+	l.names = append(l.names[:0], w.names...)
+	l.ents = append(l.ents[:0], w.ents...)
+	slices.SortFunc(l.ents, func(a, b dent) int {
 		if c := cmp.Compare(a.key, b.key); c != 0 {
 			return c
 		}
-		return bytes.Compare(l.dents[a.off:a.off+a.len], l.dents[b.off:b.off+b.len])
+		return bytes.Compare(l.entName(a), l.entName(b))
 	})
 	return nil
 }
