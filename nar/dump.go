@@ -137,6 +137,7 @@ func Dump(ctx context.Context, dst io.Writer, path string, opt *DumpOptions) (Du
 		pinned:     fds.pinned,
 		parallel:   make(chan struct{}, 1),
 	}
+	e.release = min(releaseBatches, p.limit-1)
 	k := &packer{ctx: ctx, p: p, readers: readers, fds: fds}
 	if opt != nil {
 		k.coldProcs = opt.ColdProcs

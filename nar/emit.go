@@ -18,6 +18,7 @@ type emitter struct {
 	progress *Progress
 	shown    struct{ Entries, Bytes int64 } // already added to progress
 	held     []*batch                       // written, not yet given back
+	release  int                            // how many it holds at most: see releaseBatches
 	cp       *checkpointer                  // nil: no checkpoints taken
 }
 
@@ -55,6 +56,11 @@ func (e *emitter) setup(opt *DumpOptions, start time.Time) error {
 // context switches saved are CPU time the hash does not have to share (on
 // 2 cores, 2% of a source tree's time). When the writer had to wait for a
 // reader, it gives back at once.
+//
+// It must never hold every batch the walker may have, or the walker would
+// wait for one forever while the writer waits for the walker: a dump
+// whose descriptors allow fewer batches (fdSizesFor) gathers one less
+// than it has (see Dump; the cold dump's limit only grows).
 const releaseBatches = 4
 
 // run writes the batches of p.order until the walk's end or the first
@@ -71,7 +77,7 @@ func (e *emitter) run(ctx context.Context, p *pipeline) error {
 			e.shown.Entries, e.shown.Bytes = e.fp.entries, e.w.Offset()
 		}
 		e.held = append(e.held, b)
-		if waited || len(e.held) == releaseBatches {
+		if waited || len(e.held) == e.release {
 			for _, h := range e.held {
 				p.free <- h
 			}

@@ -380,3 +380,37 @@ func TestFDSizes(t *testing.T) {
 		t.Errorf("under a limit of 2^20: %+v, want the full sizes %+v", s, full)
 	}
 }
+
+// TestFewBatches: a dump whose descriptor budget allows only two or three
+// batches in flight (RLIMIT_NOFILE shared by many concurrent dumps) must
+// finish. Its batches hold only symlinks, so none waits for a reader, and
+// the writer, which gathers written batches before giving them back,
+// never has to wait: if it may gather all of them, the walker waits
+// forever for one.
+func TestFewBatches(t *testing.T) {
+	root := t.TempDir()
+	for i := range 3 * batchItems {
+		must(t, os.Symlink("target", filepath.Join(root, fmt.Sprintf("l%05d", i))))
+	}
+	want := refDump(t, root)
+	var lim unix.Rlimit
+	must(t, unix.Getrlimit(unix.RLIMIT_NOFILE, &lim))
+	for _, perDump := range []uint64{8, 20} { // 2 and 3 batches
+		if n := fdSizesFor(perDump).batches; n > 3 {
+			t.Fatalf("a dump under %d descriptors may have %d batches: the test no longer tests a dump with few", perDump, n)
+		}
+		others := int32(min(lim.Cur/perDump, 1<<30))
+		activeDumps.Add(others - 1) // with the dump itself, lim.Cur/perDump
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		var b bytes.Buffer
+		_, err := Dump(ctx, &b, root, &DumpOptions{Readers: 1})
+		cancel()
+		activeDumps.Add(1 - others)
+		if err != nil {
+			t.Fatalf("dump with %d batches in flight (%d descriptors a dump): %v", fdSizesFor(perDump).batches, perDump, err)
+		}
+		if !bytes.Equal(b.Bytes(), want) {
+			t.Fatalf("dump with %d descriptors a dump differs from the Writer's archive", perDump)
+		}
+	}
+}
