@@ -153,7 +153,7 @@ func runHash(ctx context.Context, sio *stdio, opts *hashOpts, args []string) err
 		r := <-results[i]
 		line.clear()
 		if r.err != nil {
-			fmt.Fprintf(sio.err, "narhash: %v\n", r.err)
+			printFailure(sio.err, r.err)
 			failed = true
 			continue
 		}

@@ -75,7 +75,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case errors.Is(err, errSilent):
 		return 1
 	case errors.As(err, &f):
-		fmt.Fprintf(stderr, "narhash: %v\n", f.err)
+		printFailure(stderr, f.err)
 		return 1
 	case errors.As(err, &ue) && ue.msg == "":
 		return 2 // the usage has been printed
@@ -86,6 +86,28 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	fmt.Fprintf(stderr, "%s: %v (see '%s -h')\n", cmd.CommandPath(), err, cmd.CommandPath())
 	return 2
+}
+
+// printFailure reports a command's failure on w: a line naming what failed
+// and why, and another saying what to do if the cause is one the user can
+// remove.
+func printFailure(w io.Writer, err error) {
+	fmt.Fprintf(w, "narhash: %v\n", err)
+	if hint := failureHint(err); hint != "" {
+		fmt.Fprintf(w, "narhash: %s\n", hint)
+	}
+}
+
+// failureHint says what to do about err, or "".
+func failureHint(err error) string {
+	if errors.Is(err, syscall.EMFILE) {
+		var lim syscall.Rlimit
+		if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil {
+			return fmt.Sprintf("this process may have only %d files open at once (ulimit -n); raise that limit, to 1024 or more, and run it again", lim.Cur)
+		}
+		return "this process may not open more files (ulimit -n); raise that limit, to 1024 or more, and run it again"
+	}
+	return ""
 }
 
 // Command groups, in the order narhash help lists them.

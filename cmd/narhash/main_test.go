@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -29,4 +33,25 @@ func installNarhash(t *testing.T) {
 	}
 	t.Setenv("NARHASH_TEST_RUN_MAIN", "1")
 	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+}
+
+// TestFailureHint: running out of descriptors is reported with what to do
+// about it, through any wrapping; other failures get no hint.
+func TestFailureHint(t *testing.T) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	emfile := fmt.Errorf("hash /src: %w", &fs.PathError{Op: "open", Path: "/src/a", Err: syscall.EMFILE})
+	var out bytes.Buffer
+	printFailure(&out, emfile)
+	want := fmt.Sprintf("narhash: hash /src: open /src/a: too many open files\nnarhash: this process may have only %d files open at once (ulimit -n); raise that limit, to 1024 or more, and run it again\n", lim.Cur)
+	if out.String() != want {
+		t.Errorf("printFailure(EMFILE) wrote\n%s\nwant\n%s", out.String(), want)
+	}
+	out.Reset()
+	printFailure(&out, fmt.Errorf("hash /src: %w", &fs.PathError{Op: "open", Path: "/src/a", Err: syscall.ENOENT}))
+	if want := "narhash: hash /src: open /src/a: no such file or directory\n"; out.String() != want {
+		t.Errorf("printFailure(ENOENT) wrote %q, want %q", out.String(), want)
+	}
 }

@@ -85,7 +85,7 @@ func runQuery(ctx context.Context, sio *stdio, opts *queryOpts, args []string) e
 			if errors.Is(err, api.ErrNotRunning) {
 				return err
 			}
-			fmt.Fprintf(sio.err, "narhash: %v\n", err)
+			printFailure(sio.err, err)
 			failed = true
 			continue
 		}
