@@ -12,8 +12,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/narhash/narhash/nar/nartest"
 )
 
 // Failures of the filesystem under a dump or a restore, Linux only.
@@ -76,4 +79,47 @@ func TestPseudoFile(t *testing.T) {
 	if err == nil || errors.Is(err, ErrChanged) || !strings.Contains(err.Error(), "a sysfs file, whose size") {
 		t.Errorf("dump of %s: %v, want the error of a sysfs file, not ErrChanged", dir, err)
 	}
+}
+
+// TestReplacedByFIFO: a file replaced, after the walk listed it, by a
+// FIFO that a writer holds open (so that a read finds it empty, not at its
+// end) must fail the dump with ErrChanged naming it, not make the reader
+// wait for data, or spin: files are opened O_NONBLOCK, so that opening
+// such a FIFO cannot block, and a read of it then fails with EAGAIN.
+func TestReplacedByFIFO(t *testing.T) {
+	root := nartest.TempDir(t)
+	b := &nartest.Builder{Root: root}
+	b.File("a", []byte("before a"), 0o644)
+	b.File("target", []byte("a file"), 0o644)
+	must(t, b.Err)
+	target := filepath.Join(root, "target")
+	var writer int
+	testHookRead = func(path string) {
+		if path != filepath.Join(root, "a") {
+			return
+		}
+		must(t, os.Remove(target))
+		must(t, unix.Mkfifo(target, 0o644))
+		fd, err := unix.Open(target, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		must(t, err)
+		writer = fd
+	}
+	defer func() { testHookRead = nil }()
+	done := make(chan error, 1)
+	go func() {
+		_, err := Dump(context.Background(), io.Discard, root, &DumpOptions{Readers: 1})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrChanged) || !strings.Contains(err.Error(), target) {
+			t.Errorf("got %v, want ErrChanged naming %s", err, target)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the dump of a file replaced by a FIFO did not end in 20 s")
+	}
+	if writer == 0 {
+		t.Fatal("the hook did not replace the file: the test tested nothing")
+	}
+	unix.Close(writer)
 }

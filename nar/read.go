@@ -130,7 +130,10 @@ func readFile(ctx context.Context, p *pipeline, c *chunks, b *batch, i int, at i
 	if room := min(len(b.arena)-at, firstRead); it.dir.fs.localClock && room > 0 {
 		n, err := p.readFast(fd, it.dir.fs, b.arena[at:at+room])
 		if err != nil {
-			return &fs.PathError{Op: "read", Path: itemPath(b, it), Err: err}
+			// What was listed as a file may no longer be one: a FIFO
+			// or a device fails to read (EAGAIN, ESPIPE). The careful
+			// path stats before it reads, and says so.
+			return readCareful(ctx, p, c, b, i, fd)
 		}
 		if testHookRead != nil {
 			testHookRead(itemPath(b, it))

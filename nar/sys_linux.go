@@ -103,11 +103,13 @@ const fastPath = true
 const oNoatime = unix.O_NOATIME
 
 // readOnce reads into p with a single read: on a local filesystem a short
-// count means the end of the file.
+// count means the end of the file. It does not retry EAGAIN, which a
+// regular file does not return: files are opened O_NONBLOCK, and one
+// replaced by an empty FIFO since it was listed returns it (see readFile).
 func readOnce(fd int, p []byte) (int, error) {
 	for {
 		n, err := unix.Read(fd, p)
-		if err == unix.EINTR || err == unix.EAGAIN {
+		if err == unix.EINTR {
 			continue
 		}
 		return n, err
