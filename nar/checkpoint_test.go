@@ -1,12 +1,14 @@
 package nar
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding"
 	"encoding/hex"
 	"errors"
 	"hash"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -445,4 +447,48 @@ func TestResumeSince(t *testing.T) {
 			t.Errorf("racy %v: a resumed dump begun at %v says Since %v (the first dump's %v)", tc.racy, before, res.Since, first.Since)
 		}
 	}
+}
+
+// TestResumeRefusedKeepsCheckpoints: a dump refused before it starts,
+// because its From is not a checkpoint a dump took or dst cannot restore a
+// hash state, leaves the caller's Checkpoints as they were.
+func TestResumeRefusedKeepsCheckpoints(t *testing.T) {
+	root := nartest.TempDir(t)
+	if err := nartest.Random(root, 1, 50); err != nil {
+		t.Fatal(err)
+	}
+	cps := &Checkpoints{Every: 512}
+	hashDump(t, root, cps, nil)
+	if cps.Len() < 3 {
+		t.Fatalf("%d checkpoints: too few to see them cut", cps.Len())
+	}
+	before, err := cps.MarshalBinary()
+	must(t, err)
+	mid := cps.list[cps.Len()/2]
+	forged := Checkpoint{Path: mid.Path, Offset: mid.Offset} // no hash state
+	for _, tc := range []struct {
+		what string
+		dst  io.Writer
+		from *Checkpoint
+	}{
+		{"a forged checkpoint", sha256.New(), &forged},
+		{"a destination that cannot restore a hash", &onlyMarshals{sha256.New()}, &mid},
+	} {
+		if _, err := Dump(context.Background(), tc.dst, root, &DumpOptions{Checkpoints: cps, From: tc.from}); err == nil {
+			t.Fatalf("resume from %s: no error", tc.what)
+		}
+		after, err := cps.MarshalBinary()
+		must(t, err)
+		if !bytes.Equal(before, after) {
+			t.Errorf("resume from %s, refused, changed the checkpoints: %d now", tc.what, cps.Len())
+		}
+	}
+}
+
+// onlyMarshals is a hash whose state can be saved but not restored.
+type onlyMarshals struct{ h hash.Hash }
+
+func (o *onlyMarshals) Write(p []byte) (int, error) { return o.h.Write(p) }
+func (o *onlyMarshals) MarshalBinary() ([]byte, error) {
+	return o.h.(encoding.BinaryMarshaler).MarshalBinary()
 }

@@ -34,17 +34,23 @@ func (e *emitter) setup(opt *DumpOptions, start time.Time) error {
 		}
 		e.cp = &checkpointer{to: c, next: c.every(), state: m,
 			racyFrom: start.Add(-racyMargin).UnixNano(), since: start.UnixNano()}
-		if opt.From != nil {
-			c.resumeFrom(opt.From)
-		} else {
-			c.list = nil
-		}
 	}
 	if opt.From != nil {
 		if err := checkResumable(opt.From); err != nil {
 			return err
 		}
-		return e.resume(opt.From)
+		if err := e.resume(opt.From); err != nil {
+			return err
+		}
+	}
+	// Only a dump that starts changes the caller's checkpoints: it keeps
+	// those before From, and From, and adds its own.
+	if c := opt.Checkpoints; c != nil {
+		if opt.From != nil {
+			c.resumeFrom(opt.From)
+		} else {
+			c.list = nil
+		}
 	}
 	return nil
 }
