@@ -33,7 +33,7 @@ func (e *emitter) setup(opt *DumpOptions, start time.Time) error {
 			return errors.New("nar: checkpoints need a destination whose state can be saved (encoding.BinaryMarshaler), such as a SHA-256 hash")
 		}
 		e.cp = &checkpointer{to: c, next: c.every(), state: m,
-			racyFrom: start.Add(-racyMargin).UnixNano(), since: start.UnixNano()}
+			racyBefore: start.Add(-racyMargin).UnixNano(), since: start.UnixNano()}
 	}
 	if opt.From != nil {
 		if err := checkResumable(opt.From); err != nil {
@@ -192,7 +192,7 @@ func (e *emitter) account(name []byte, it *item) {
 	}
 	e.fp.add(name, &it.info)
 	if c := e.cp; c != nil {
-		if max(it.info.mtime, it.info.ctime) >= c.racyFrom {
+		if max(it.info.mtime, it.info.ctime) >= c.racyBefore {
 			c.racy = true
 		}
 		if it.op == opDir {
@@ -211,8 +211,9 @@ func (e *emitter) account(name []byte, it *item) {
 }
 
 // stream writes a streamed file's chunks as they arrive, until its
-// reader closes the stream (after a failure too, which the batch then
-// holds).
+// reader closes the stream: after the last chunk, or early, when it fails.
+// It then records the failure in the batch (b.fail), after the close: the
+// writer meets it when it waits for the next item, not here.
 func (e *emitter) stream(ctx context.Context, it *item) error {
 	for {
 		var c chunk

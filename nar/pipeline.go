@@ -24,7 +24,10 @@ import (
 //	dump.go   Dump, which starts them, waits for them and decides the result.
 //
 // The walker and packer run on one goroutine, the readers on
-// DumpOptions.Readers goroutines, the writer on the caller's.
+// DumpOptions.Readers goroutines (GOMAXPROCS by default, fewer under a low
+// RLIMIT_NOFILE: window.go), the writer on the caller's. A dump whose
+// reads block adds readers up to coldReaders and starts prefetchers
+// (prefetch.go), and a parallel stream its own workers (coldstream.go).
 //
 // Ownership. A batch belongs to one stage at a time, and only its owner
 // writes it:
@@ -56,13 +59,14 @@ import (
 // Errors travel one way: in archive order, to the writer. A reader that
 // fails records the error in its batch (b.fail), a stream's included;
 // the walker sends its error as a batch of its own (failedBatch) after
-// everything it packed before. The writer stops at the first error it
-// meets, so everything before the failure was written, and Dump cancels
-// the context with that error as its cause: every stage watches the
-// context, stops, and releases what it holds (directory references,
-// chunks). A stage never reports an error any other way; when the
-// context is done, stages just stop, and the dump's error is the
-// context's cause.
+// the batches it sent before (the one it was packing is dropped). The
+// writer stops at the first error it meets, and writes nothing more: not
+// even the items of the failed batch that were read before the failure
+// but not yet written. Dump cancels the context with that error as its
+// cause: every stage watches the context, stops, and releases what it
+// holds (directory references, chunks). A stage never reports an error
+// any other way; when the context is done, stages just stop, and the
+// dump's error is the context's cause.
 //
 // Stopping. freeBatch and the sends between stages fail only when the
 // context is done; what the stopped stage held is released there, and
@@ -79,12 +83,16 @@ import (
 // trees, warm on 2 cores: not worth a second encoder.)
 //
 // Sizes of the dump pipeline. Memory in use stays under
-// batchesInFlight*arenaSize + readers*(readerChunks*chunkSize +
-// readerSmall*smallChunk) (each reader streams files in chunks of its
-// own: see chunks): 30 MiB with two readers. A dump whose reads block
-// takes coldBatches and coldReaders instead (prefetch.go), the readers it
-// adds with readerSmallCold small chunks, and one of its streams may read
-// parallelBufs chunks ahead (coldstream.go): at most 128 MiB.
+// batchesInFlight*arenaSize + R*(readerChunks*chunkSize +
+// readerSmall*smallChunk) with R readers (each streams files in chunks of
+// its own, made only when needed: see chunks): 16 MiB and 7 MiB a reader,
+// 30 MiB with two, 72 MiB with eight. A dump whose reads block takes
+// coldBatches instead, adds readers up to coldReaders with readerSmallCold
+// small chunks each (5.25 MiB), and one of its streams may read
+// parallelBufs chunks ahead (coldstream.go): 124 + 1.75*R MiB for R up to
+// coldReaders warm readers (128 MiB with two, 138 MiB with eight), 40 +
+// 7*R MiB for more. Names take at most batchNames more a batch, and
+// aheadFiles names in the prefetch queue.
 //
 // Measured on a copy of GOROOT, warm, on 2 cores (2026-11-21): 16
 // batches and 1 MiB chunks took 0.94-0.96 of the time of 8 batches and
@@ -178,9 +186,11 @@ func failedBatch(err error) *batch {
 
 // A chunk is a piece of a streamed file's contents.
 type chunk struct {
-	buf  *[]byte
-	n    int
-	home chan<- *[]byte // its reader's free chunks (see chunks)
+	buf *[]byte
+	n   int
+	// home is where buf goes back once written: its reader's free chunks
+	// of its size (see chunks), or a parallel stream's slot (coldstream.go).
+	home chan<- *[]byte
 }
 
 // release gives the chunk's buffer back to its reader, once written. It
@@ -215,6 +225,11 @@ func (b *batch) reset() {
 // until this reader blocks. Not in a dump whose reads block, though: there
 // the device limits it, and a reader that yields among the many
 // goroutines coming back from their reads waits long for its turn.
+//
+// Once done is stored, the batch may be the writer's, written, handed back
+// and reused: advance then touches only b.wake and b.waiting, which are
+// safe to share; the worst a late token does is wake the batch's next
+// writer to load done once more.
 func (b *batch) advance(n int) {
 	yield := b.yield // the batch may be the writer's once done is stored
 	b.done.Store(int32(n))
@@ -253,7 +268,9 @@ type pipeline struct {
 	work  chan *batch // walker -> readers
 	free  chan *batch // writer -> walker, batches to reuse
 	made  int         // batches taken from batchPool so far (walker only)
-	limit int         // how many batches may exist: batchesInFlight or coldBatches (walker only)
+	// limit is how many batches may exist (walker only): at most
+	// batchesInFlight, and fdSizes.batches once reads block.
+	limit int
 	// files read so far, and the arena bytes they took (a streamed file
 	// takes only its first read's), for the packer to size batches.
 	files, used atomic.Int64
@@ -276,7 +293,7 @@ type pipeline struct {
 	// hold open (see offer), under pinMu.
 	pinMu  sync.Mutex
 	pinned int
-	wg     *sync.WaitGroup // Dump's, for the prefetchers the packer starts
+	wg     *sync.WaitGroup // Dump's: the walker, the readers and the prefetchers
 	// restoreProcs, if not nil, undoes the packer's raise of GOMAXPROCS
 	// (procs.go) once the dump's stages have exited.
 	restoreProcs func()
@@ -348,20 +365,20 @@ func putChunk(buf *[]byte) {
 // buffer, and a reader running ahead of the writer soon waited for one
 // to come back, instead of reading its batch's next files.
 type chunks struct {
-	free, small     chan *[]byte
-	made, madeSmall int // taken from chunkPool, from smallPool
+	big, small         chan *[]byte // free chunks of chunkSize, of smallChunk
+	madeBig, madeSmall int          // taken from chunkPool, from smallPool
 }
 
 // newChunks makes a reader's chunks, with small small chunks at most.
 func newChunks(small int) *chunks {
-	return &chunks{free: make(chan *[]byte, readerChunks), small: make(chan *[]byte, small)}
+	return &chunks{big: make(chan *[]byte, readerChunks), small: make(chan *[]byte, small)}
 }
 
 // get returns a free chunk buffer that holds want bytes, and where it goes
 // back to, waiting for the writer to give one back if all of the reader's
 // of that size are out. It fails only when ctx is done.
 func (c *chunks) get(ctx context.Context, want int) (*[]byte, chan *[]byte, error) {
-	free, made, limit, pool := c.free, &c.made, readerChunks, &chunkPool
+	free, made, limit, pool := c.big, &c.madeBig, readerChunks, &chunkPool
 	if want <= smallChunk {
 		free, made, limit, pool = c.small, &c.madeSmall, cap(c.small), &smallPool
 	}
@@ -388,7 +405,7 @@ func (c *chunks) get(ctx context.Context, want int) (*[]byte, chan *[]byte, erro
 // close returns an exiting reader's free chunk buffers to their pools for
 // the next dump. (Those the writer gives back later are garbage.)
 func (c *chunks) close() {
-	for _, free := range []chan *[]byte{c.free, c.small} {
+	for _, free := range []chan *[]byte{c.big, c.small} {
 		for len(free) > 0 {
 			putChunk(<-free)
 		}

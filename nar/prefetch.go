@@ -164,13 +164,13 @@ func (p *pipeline) offer(dir *dirRef, name []byte, typ uint8, sel *selNode) {
 	select {
 	case p.ahead <- prefetch{dir, append([]byte(nil), name[:len(name)+1]...), typ, sel}:
 	default:
-		p.done(dir)
+		p.unpin(dir)
 	}
 }
 
-// done gives back what an entry of dir took in offer, once warmed or
+// unpin gives back what an entry of dir took in offer, once warmed or
 // dropped.
-func (p *pipeline) done(dir *dirRef) {
+func (p *pipeline) unpin(dir *dirRef) {
 	p.pinMu.Lock()
 	if dir.queued--; dir.queued == 0 {
 		p.pinned++
@@ -234,7 +234,7 @@ func (p *pipeline) prefetcher(ctx context.Context) {
 				testHookPrefetchedEntry(f.typ, string(f.name[:len(f.name)-1]))
 			}
 		}
-		p.done(f.dir)
+		p.unpin(f.dir)
 	}
 }
 
@@ -242,7 +242,7 @@ func (p *pipeline) prefetcher(ctx context.Context) {
 // left, once they have all exited.
 func (p *pipeline) drainAhead() {
 	for len(p.ahead) > 0 {
-		p.done((<-p.ahead).dir)
+		p.unpin((<-p.ahead).dir)
 	}
 }
 

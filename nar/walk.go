@@ -118,8 +118,8 @@ type sink interface {
 	// listed is called once a directory is listed, before its entries
 	// are visited.
 	listed(l *level)
-	// before is called before each entry of the top directory is
-	// visited, selected or not.
+	// before is called before each entry of the top directory that the
+	// walk visits: with a Selection, only the entries it holds.
 	before(w *walker, name []byte)
 	// fi is the entry's lstat, or for a file in a dump nil: the
 	// readers stat files once they open them.

@@ -34,10 +34,12 @@ type fdWindow struct {
 // cut; concurrent dumps share the limit (activeDumps).
 type fdSizes struct {
 	window, perBatch int
-	batches          int // in flight at most (batchesInFlight warm, coldBatches cold)
-	readers          int // at most, warm or cold
-	prefetchers      int // at most
-	pinned           int // directories the prefetch queue may hold open
+	// batches in flight at most once reads block: coldBatches, fewer
+	// under a low limit (a warm dump takes batchesInFlight of them at most).
+	batches     int
+	readers     int // at most, warm or cold
+	prefetchers int // at most
+	pinned      int // directories the prefetch queue may hold open
 }
 
 // activeDumps counts the dumps running in this process, which share
