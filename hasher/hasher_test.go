@@ -121,6 +121,33 @@ func TestStorePath(t *testing.T) {
 	}
 }
 
+// TestStoreDirCleaned: the store directory is hashed into a store path
+// as Nix's canonPath leaves it, and NIX_STORE stands in for NIX_STORE_DIR.
+func TestStoreDirCleaned(t *testing.T) {
+	h := Sum(SHA256, []byte("x"))
+	want, err := StorePath("/nix/store", "x", h, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{"/nix/store/", "//nix//store", "/nix/./store/.", "/nix/var/../store"} {
+		if got, err := StorePath(dir, "x", h, true); got != want || err != nil {
+			t.Errorf("store dir %q: got %s %v, want %s", dir, got, err, want)
+		}
+	}
+	if _, err := StorePath("nix/store", "x", h, true); err == nil || !strings.Contains(err.Error(), "not an absolute path") {
+		t.Errorf("relative store dir: err %v, want one saying it is not absolute", err)
+	}
+	t.Setenv("NIX_STORE_DIR", "")
+	t.Setenv("NIX_STORE", "/gnu/store")
+	if d := DefaultStoreDir(); d != "/gnu/store" {
+		t.Errorf("with NIX_STORE only: %q, want /gnu/store", d)
+	}
+	t.Setenv("NIX_STORE_DIR", "/opt/store")
+	if d := DefaultStoreDir(); d != "/opt/store" {
+		t.Errorf("with NIX_STORE_DIR and NIX_STORE: %q, want NIX_STORE_DIR's /opt/store", d)
+	}
+}
+
 // TestStorePathNix compares every kind of store path with Nix's.
 func TestStorePathNix(t *testing.T) {
 	if _, err := exec.LookPath("nix-store"); err != nil {
@@ -149,6 +176,27 @@ func TestStorePathNix(t *testing.T) {
 		}
 		if want := strings.TrimSpace(string(out)); got != want {
 			t.Errorf("%+v: got %s, Nix says %s", tc, got, want)
+		}
+	}
+	// The store directory as Nix's environment gives it, uncleaned.
+	dir := t.TempDir()
+	h := Sum(SHA256, []byte("env"))
+	for _, env := range [][2]string{{"NIX_STORE_DIR", dir + "//store/"}, {"NIX_STORE", dir + "/./store"}} {
+		for _, v := range []string{"NIX_STORE_DIR", "NIX_STORE"} {
+			t.Setenv(v, "") // restored after the test
+			os.Unsetenv(v)  // Nix 2.8 aborts on an empty one
+		}
+		t.Setenv(env[0], env[1])
+		got, err := StorePath(DefaultStoreDir(), "env", h, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("nix-store", "--print-fixed-path", "--recursive", "sha256", h.Format(Nix32), "env").Output()
+		if err != nil {
+			t.Fatalf("nix-store with %s=%s: %v", env[0], env[1], err)
+		}
+		if want := strings.TrimSpace(string(out)); got != want {
+			t.Errorf("%s=%s: got %s, Nix says %s", env[0], env[1], got, want)
 		}
 	}
 }

@@ -4,15 +4,28 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"path"
 )
 
-// DefaultStoreDir is Nix's store directory unless NIX_STORE_DIR says
-// otherwise.
+// DefaultStoreDir is Nix's store directory: NIX_STORE_DIR, else NIX_STORE,
+// else /nix/store, as Nix's Settings read them (StorePath cleans it).
 func DefaultStoreDir() string {
-	if d := os.Getenv("NIX_STORE_DIR"); d != "" {
-		return d
+	for _, v := range []string{"NIX_STORE_DIR", "NIX_STORE"} {
+		if d := os.Getenv(v); d != "" {
+			return d
+		}
 	}
 	return "/nix/store"
+}
+
+// canonStoreDir is dir as Nix's canonPath leaves it, which Nix applies to
+// the store directory before it hashes it into store paths: absolute, no
+// "." or ".." or empty names, no trailing slash (symlinks are kept).
+func canonStoreDir(dir string) (string, error) {
+	if !path.IsAbs(dir) {
+		return "", fmt.Errorf("store directory %q is not an absolute path", dir)
+	}
+	return path.Clean(dir), nil
 }
 
 // CheckName reports whether name can be the name of a store path: 1 to 211
@@ -37,9 +50,15 @@ func CheckName(name string) error {
 
 // StorePath returns the store path of fixed-output contents with hash h:
 // what `nix-store --add` (recursive, SHA-256 of the NAR: type "source"),
-// `nix-store --add-fixed` and fixed-output derivations give.
+// `nix-store --add-fixed` and fixed-output derivations give. storeDir is
+// cleaned as Nix cleans its own ("/nix/store/" is "/nix/store"), and must
+// be absolute.
 func StorePath(storeDir, name string, h Hash, recursive bool) (string, error) {
 	if err := CheckName(name); err != nil {
+		return "", err
+	}
+	storeDir, err := canonStoreDir(storeDir)
+	if err != nil {
 		return "", err
 	}
 	typ, inner := "source", h.Digest

@@ -77,7 +77,7 @@ the path of nix-store --add-fixed sha256 PATH (a file's flat hash) instead.
 	c.ValidArgsFunction = paths
 	fs := c.Flags()
 	stringVar(fs, &o.name, "name", "", "the store path's `NAME` (default: PATH's base name)")
-	stringVar(fs, &o.storeDir, "store-dir", hasher.DefaultStoreDir(), "the store `DIR` (default from NIX_STORE_DIR)")
+	stringVar(fs, &o.storeDir, "store-dir", hasher.DefaultStoreDir(), "the store `DIR` (default from NIX_STORE_DIR, else NIX_STORE)")
 	fs.BoolVar(&o.flat, "flat", false, "a fixed-output path of the file's flat SHA-256 (nix-store --add-fixed)")
 	modeFlag(c, &o.mode)
 	gitFlag(c, &o.git)
