@@ -8,13 +8,18 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 )
 
 // git runs git in the worktree, as Nix does (with the user's config, in
-// the C locale), and returns its standard output.
+// the C locale), and returns its standard output. The variables that point
+// git at another repository, index or object store are left out: the
+// view is of the worktree's own, whatever the caller's environment (a
+// hook runs with GIT_DIR and GIT_INDEX_FILE set; vcsh and yadm set
+// GIT_WORK_TREE), as libgit2 in current Nix reads it.
 func git(ctx context.Context, worktree string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "git", append([]string{"-C", worktree}, args...)...)
-	cmd.Env = append(os.Environ(), "LC_ALL=C", "GIT_OPTIONAL_LOCKS=0")
+	cmd.Env = append(gitEnv(os.Environ()), "LC_ALL=C", "GIT_OPTIONAL_LOCKS=0")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -22,6 +27,30 @@ func git(ctx context.Context, worktree string, args ...string) ([]byte, error) {
 		return out, &gitError{args: args, err: err, stderr: bytes.TrimSpace(stderr.Bytes())}
 	}
 	return out, nil
+}
+
+// repoEnv are the variables of git's local_repo_env (git rev-parse
+// --local-env-vars) that choose a repository, its index, objects or refs,
+// which git unsets itself before it runs in another repository; the ones
+// carrying configuration (GIT_CONFIG_PARAMETERS, GIT_CONFIG_COUNT) stay.
+var repoEnv = map[string]bool{
+	"GIT_DIR": true, "GIT_WORK_TREE": true, "GIT_IMPLICIT_WORK_TREE": true,
+	"GIT_INDEX_FILE": true, "GIT_COMMON_DIR": true, "GIT_OBJECT_DIRECTORY": true,
+	"GIT_ALTERNATE_OBJECT_DIRECTORIES": true, "GIT_GRAFT_FILE": true,
+	"GIT_SHALLOW_FILE": true, "GIT_NO_REPLACE_OBJECTS": true,
+	"GIT_REPLACE_REF_BASE": true, "GIT_NAMESPACE": true, "GIT_PREFIX": true,
+	"GIT_INTERNAL_SUPER_PREFIX": true,
+}
+
+// gitEnv is env without repoEnv's variables.
+func gitEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); !repoEnv[k] {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 type gitError struct {

@@ -225,3 +225,33 @@ func TestChanged(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenIgnoresGitEnv: the view is of the worktree's own repository
+// and index whatever GIT_DIR, GIT_WORK_TREE and GIT_INDEX_FILE say (a
+// hook sets them), also where it runs git (a split index is read by git
+// ls-files).
+func TestOpenIgnoresGitEnv(t *testing.T) {
+	gittest.NeedGit(t)
+	tmp := nartest.TempDir(t)
+	r := gittest.Init(t, filepath.Join(tmp, "repo"), t.TempDir())
+	base(r)
+	r.Git("update-index", "--split-index")
+	r.Write("after-split", "x\n", 0o644)
+	r.Git("add", "after-split")
+	assertIndex(t, r, "link")
+	want, err := gitview.Open(context.Background(), r.Dir)
+	must(t, err)
+	other := gittest.Init(t, filepath.Join(tmp, "other"), t.TempDir())
+	other.Write("only-in-other", "y\n", 0o644)
+	other.Git("add", "-A")
+	t.Setenv("GIT_DIR", filepath.Join(other.Dir, ".git"))
+	t.Setenv("GIT_WORK_TREE", other.Dir)
+	t.Setenv("GIT_INDEX_FILE", filepath.Join(other.Dir, ".git/index"))
+	got, err := gitview.Open(context.Background(), r.Dir)
+	if err != nil {
+		t.Fatalf("Open with another repository's GIT_DIR in the environment: %v", err)
+	}
+	if got.Entries != want.Entries {
+		t.Errorf("with another repository's GIT_DIR, GIT_WORK_TREE and GIT_INDEX_FILE: %d entries, want %d", got.Entries, want.Entries)
+	}
+}
