@@ -140,25 +140,33 @@ var multihashPrefix = map[Algo][]byte{SHA256: {0x12, 0x20}, SHA512: {0x13, 0x40}
 //	<nix32|base16|base64>      of algorithm def, told apart by length
 //	<multibase>                the digest, or a multihash of it
 //
-// The algorithm named in the string wins over def.
+// The algorithm named in the string wins over def. Hex digits may be
+// upper or lower case, as Nix accepts them.
 func Parse(s string, def Algo) (Hash, error) {
-	h, err := parse(s, def)
-	if err != nil {
-		return Hash{}, fmt.Errorf("hasher: %q is %w: %v", s, ErrSyntax, err)
-	}
-	return h, nil
+	h, _, err := ParseWithFormat(s, def)
+	return h, err
 }
 
-func parse(s string, algo Algo) (Hash, error) {
+// ParseWithFormat is Parse, and also says which format s was written in
+// (Base16 for "sha256:<hex>", SRI for "sha256-<base64>").
+func ParseWithFormat(s string, def Algo) (Hash, Format, error) {
+	h, f, err := parse(s, def)
+	if err != nil {
+		return Hash{}, 0, fmt.Errorf("hasher: %q is %w: %v", s, ErrSyntax, err)
+	}
+	return h, f, nil
+}
+
+func parse(s string, algo Algo) (Hash, Format, error) {
 	if i := strings.IndexAny(s, "-:"); i > 0 {
 		if a, err := ParseAlgo(s[:i]); err == nil {
 			rest := s[i+1:]
 			if s[i] == '-' {
 				d, err := decodeBase64(rest, a.Size())
 				if err != nil {
-					return Hash{}, fmt.Errorf("SRI hash: %v", err)
+					return Hash{}, 0, fmt.Errorf("SRI hash: %v", err)
 				}
-				return Hash{a, d}, nil
+				return Hash{a, d}, SRI, nil
 			}
 			return parseBare(rest, a, false)
 		}
@@ -166,40 +174,40 @@ func parse(s string, algo Algo) (Hash, error) {
 	return parseBare(s, algo, true)
 }
 
-func parseBare(s string, a Algo, multibaseOK bool) (Hash, error) {
+func parseBare(s string, a Algo, multibaseOK bool) (Hash, Format, error) {
 	size := a.Size()
 	switch len(s) {
 	case 2 * size:
 		d, err := hex.DecodeString(s)
-		if err != nil || strings.ToLower(s) != s {
-			return Hash{}, fmt.Errorf("%d characters, as base16 (lowercase hex) would be, but not hex", len(s))
+		if err != nil {
+			return Hash{}, 0, fmt.Errorf("%d characters, as base16 (hex) would be, but not hex", len(s))
 		}
-		return Hash{a, d}, nil
+		return Hash{a, d}, Base16, nil
 	case Nix32Len(size):
 		d, err := DecodeNix32(s, size)
 		if err != nil {
-			return Hash{}, err
+			return Hash{}, 0, err
 		}
-		return Hash{a, d}, nil
+		return Hash{a, d}, Nix32, nil
 	case base64.StdEncoding.EncodedLen(size), base64.RawStdEncoding.EncodedLen(size):
 		if d, err := decodeBase64(s, size); err == nil {
-			return Hash{a, d}, nil
+			return Hash{a, d}, Base64, nil
 		}
 	}
 	if multibaseOK {
 		if _, d, err := multibase.Decode(s); err == nil {
 			if len(d) == size {
-				return Hash{a, d}, nil
+				return Hash{a, d}, Multibase, nil
 			}
 			for ma, p := range multihashPrefix {
 				if len(d) == len(p)+ma.Size() && bytes.HasPrefix(d, p) {
-					return Hash{ma, d[len(p):]}, nil
+					return Hash{ma, d[len(p):]}, Multibase, nil
 				}
 			}
-			return Hash{}, fmt.Errorf("a multibase string of %d bytes, not a %d-byte %s digest or a multihash", len(d), size, a)
+			return Hash{}, 0, fmt.Errorf("a multibase string of %d bytes, not a %d-byte %s digest or a multihash", len(d), size, a)
 		}
 	}
-	return Hash{}, fmt.Errorf("expected a %s hash: %d nix32 characters, %d hex digits, %d base64 characters, %s-<base64> (SRI) or a multibase string",
+	return Hash{}, 0, fmt.Errorf("expected a %s hash: %d nix32 characters, %d hex digits, %d base64 characters, %s-<base64> (SRI) or a multibase string",
 		a, Nix32Len(size), 2*size, base64.StdEncoding.EncodedLen(size), a)
 }
 

@@ -79,6 +79,8 @@ func TestParseFormats(t *testing.T) {
 		nar,
 		"sha256:" + nar,
 		"0a430879c266f8b57f4092a0f935cf3facd48bbccde5760d4748ca405171e969",
+		"0A430879C266F8B57F4092A0F935CF3FACD48BBCCDE5760D4748CA405171E969", // Nix takes upper case hex too
+		"sha256:0A430879c266F8B57F4092A0F935CF3FACD48BBCCDE5760D4748CA405171E969",
 		"sha256-CkMIecJm+LV/QJKg+TXPP6zUi7zN5XYNR0jKQFFx6Wk=",
 		"sha256-CkMIecJm+LV/QJKg+TXPP6zUi7zN5XYNR0jKQFFx6Wk",
 		"CkMIecJm+LV/QJKg+TXPP6zUi7zN5XYNR0jKQFFx6Wk=",
@@ -95,7 +97,7 @@ func TestParseFormats(t *testing.T) {
 		}
 	}
 	for _, in := range []string{
-		"", "sha256-", "sha256-!!!!", "sha256:xyz", "md5:" + nar, "0A430879C266F8B57F4092A0F935CF3FACD48BBCCDE5760D4748CA405171E969",
+		"", "sha256-", "sha256-!!!!", "sha256:xyz", "md5:" + nar, "0A430879C266F8B57F4092A0F935CF3FACD48BBCCDE5760D4748CA405171E96G",
 		"zzzz", "sha256-CkMIecJm+LV/QJKg+TXPP6zUi7zN5XYNR0jKQFFx6W=", "bAAAA",
 	} {
 		if h, err := Parse(in, SHA256); err == nil || !errors.Is(err, ErrSyntax) {

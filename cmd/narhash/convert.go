@@ -49,11 +49,11 @@ func runConvert(sio *stdio, opts *convertOpts, args []string) error {
 		return usagef("%v", err)
 	}
 	for _, s := range args {
-		h, err := hasher.Parse(s, algo)
+		h, got, err := hasher.ParseWithFormat(s, algo)
 		if err != nil {
 			return err
 		}
-		if got := guessFormat(s, algo); opts.from != "" && got != from {
+		if opts.from != "" && got != from {
 			return fmt.Errorf("convert: hash %q is in format %s, but --from %s was given", s, got, from)
 		}
 		fmt.Fprintln(sio.out, h.Format(format))

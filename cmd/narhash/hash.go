@@ -241,7 +241,7 @@ func runVerify(ctx context.Context, sio *stdio, opts *verifyOpts, args []string)
 		return err
 	}
 	path, given := args[0], args[1]
-	want, err := hasher.Parse(given, hasher.SHA256)
+	want, format, err := hasher.ParseWithFormat(given, hasher.SHA256)
 	if err != nil {
 		return usagef("%v", err)
 	}
@@ -250,7 +250,6 @@ func runVerify(ctx context.Context, sio *stdio, opts *verifyOpts, args []string)
 		return err
 	}
 	if !got.Equal(want) {
-		format := guessFormat(given, hasher.SHA256)
 		show := func(h hasher.Hash) string {
 			if format == hasher.SRI {
 				return h.Format(hasher.SRI)
@@ -262,18 +261,6 @@ func runVerify(ctx context.Context, sio *stdio, opts *verifyOpts, args []string)
 	}
 	fmt.Fprintf(sio.out, "%s: OK\n", path)
 	return nil
-}
-
-// guessFormat returns the format a hash string that parses with the
-// default algorithm def was written in.
-func guessFormat(s string, def hasher.Algo) hasher.Format {
-	for _, f := range []hasher.Format{hasher.SRI, hasher.Nix32, hasher.Base16, hasher.Base64, hasher.Multibase} {
-		h, err := hasher.Parse(s, def)
-		if err == nil && (h.Format(f) == s || h.Algo.String()+":"+h.Format(f) == s) {
-			return f
-		}
-	}
-	return hasher.SRI
 }
 
 type storePathOpts struct {

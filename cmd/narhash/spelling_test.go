@@ -82,12 +82,25 @@ func TestConvertSpellings(t *testing.T) {
 		{[]string{"--to", "base16", "--from", "nix32", nix32}, []string{"to-base16", "--type", "sha256", nix32}},
 		{[]string{"--to", "base32", "--from", "sri", sri}, []string{"to-base32", sri}}, // base32: Nix's old name of nix32
 		{[]string{"--to", "sri", "--from", "base16", "sha256:0a430879c266f8b57f4092a0f935cf3facd48bbccde5760d4748ca405171e969"}, []string{"to-sri", "sha256:0a430879c266f8b57f4092a0f935cf3facd48bbccde5760d4748ca405171e969"}},
+		{[]string{"--to", "nix32", "--from", "base16", "0A430879C266F8B57F4092A0F935CF3FACD48BBCCDE5760D4748CA405171E969"}, []string{"to-base32", "--type", "sha256", "0A430879C266F8B57F4092A0F935CF3FACD48BBCCDE5760D4748CA405171E969"}}, // upper case hex
 	} {
 		args := append([]string{"convert"}, tc.narhash...)
 		got := narhashOK(t, nil, args...)
 		want := nixOut(t, "nix", append([]string{"hash"}, tc.nix...)...)
 		if string(got) != string(want) {
 			t.Errorf("narhash %q = %q, but nix hash %q = %q", args, got, tc.nix, want)
+		}
+	}
+	// --from insists on the input's format, as in Nix, and knows each
+	// spelling of one.
+	for _, tc := range []struct{ from, hash string }{
+		{"base64", "CkMIecJm+LV/QJKg+TXPP6zUi7zN5XYNR0jKQFFx6Wk"}, // unpadded
+		{"base16", "sha256:0A430879C266F8B57F4092A0F935CF3FACD48BBCCDE5760D4748CA405171E969"},
+		{"sri", "sha256-CkMIecJm+LV/QJKg+TXPP6zUi7zN5XYNR0jKQFFx6Wk"},
+		{"multibase", "mEiAKQwh5wmb4tX9AkqD5Nc8/rNSLvM3ldg1HSMpAUXHpaQ"}, // a multihash
+	} {
+		if out, errOut, code := narhash(t, nil, "convert", "--from", tc.from, "--to", "nix32", tc.hash); code != 0 || string(out) != nix32+"\n" {
+			t.Errorf("convert --from %s %s: exit %d, %q %s", tc.from, tc.hash, code, out, errOut)
 		}
 	}
 	// --from insists on the input's format, as in Nix.
