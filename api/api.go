@@ -166,9 +166,22 @@ func Errorf(code int, format string, args ...any) error {
 var ErrNotRunning = errors.New("narhashd is not running")
 
 // ErrNotNarhashd is matched by the client's error when the server on the
-// socket answers what narhashd never would: not its JSON, or a hash that
-// is not a SHA-256 digest in the format asked for. The answer is dropped.
+// socket answers what narhashd never would: not its JSON, a hash that is
+// not a SHA-256 digest in the format asked for, or the hash of another
+// path than asked. The answer is dropped.
 var ErrNotNarhashd = errors.New("not narhashd's answer")
+
+// ErrTimeout is matched by the client's error when the daemon takes a
+// request but does not answer it within the client's Timeout: it is
+// stuck, or stopped (SIGSTOP).
+var ErrTimeout = errors.New("narhashd did not answer")
+
+// ErrTooOld is matched by the client's error when narhashd answers
+// without what was asked, as a narhashd older than the client does: the
+// hash of the whole tree when the git view was asked for. The answer is
+// dropped; restarting narhashd, so that the one running is the binary
+// installed, mends it.
+var ErrTooOld = errors.New("narhashd is older than this narhash")
 
 // DefaultSocket returns where narhashd listens unless told otherwise:
 // $NARHASHD_SOCKET, else $XDG_RUNTIME_DIR/narhashd/narhashd.sock, else

@@ -67,6 +67,7 @@ func TestHandlerErrors(t *testing.T) {
 		{"POST", "/v1/roots", 400, "NUL byte"},
 		{"GET", "/v1/hash?path=/" + strings.Repeat("x", 5000), 400, "longer than the system allows"},
 		{"GET", "/v1/hash?path=/a/./b//c/", 200, `"path":"/a/b/c/"`},
+		{"GET", "/v1/hash?path=/a/link/.", 200, `"path":"/a/link/"`},
 		{"GET", "/v1/hash?path=/a/link/../g", 200, `"path":"/a/link/../g"`},
 		{"GET", "/v1/hash?path=%zz", 400, "bad query"},
 		{"GET", "/v1/hash?path=/a/%FF%C3", 200, `"path":"/a/\udcff\udcc3"`},

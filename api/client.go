@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -66,7 +67,10 @@ func (c *Client) Hash(ctx context.Context, path, format string, watch bool) (Has
 	return c.HashView(ctx, path, ViewTree, format, watch)
 }
 
-// HashView is Hash of a view of the path: ViewGit for its git view.
+// HashView is Hash of a view of the path: ViewGit for its git view. An
+// answer for another view (a narhashd older than view=git answers for the
+// whole tree) fails with ErrTooOld; one for another path than path, as
+// the daemon reads it, with ErrNotNarhashd.
 func (c *Client) HashView(ctx context.Context, path string, view View, format string, watch bool) (HashResult, error) {
 	q := url.Values{"path": {path}}
 	if format != "" {
@@ -86,6 +90,12 @@ func (c *Client) HashView(ctx context.Context, path string, view View, format st
 	if why := res.invalid(format); why != "" {
 		return HashResult{}, c.notNarhashd(http.MethodGet, req, why)
 	}
+	if res.View != view {
+		return HashResult{}, c.otherView(http.MethodGet, req, view, res.View)
+	}
+	if !answers(path, res.Path) {
+		return HashResult{}, c.notNarhashd(http.MethodGet, req, otherPath(path, res.Path))
+	}
 	return res, nil
 }
 
@@ -104,11 +114,11 @@ func (c *Client) AddRoot(ctx context.Context, path string) (Root, error) {
 // AddRootWith starts watching the absolute path, as opt says.
 func (c *Client) AddRootWith(ctx context.Context, path string, opt RootOptions) (Root, error) {
 	var root Root
-	body, _ := json.Marshal(struct {
-		Path string `json:"path"`
-		RootOptions
-	}{path, opt})
-	err := c.do(ctx, http.MethodPost, "/v1/roots", body, &root)
+	body, err := withPaths(json.Marshal(rootRequest{RootOptions: opt}))(path, "")
+	if err != nil {
+		return Root{}, err
+	}
+	err = c.do(ctx, http.MethodPost, "/v1/roots", body, &root)
 	return root, err
 }
 
@@ -134,7 +144,8 @@ func (c *Client) Subscribe(ctx context.Context, path, format string, fn func(Has
 }
 
 // SubscribeView is Subscribe to a view of the path: ViewGit for its git
-// view.
+// view. Its answers are checked as HashView's are, and each must be for
+// the path of the first.
 func (c *Client) SubscribeView(ctx context.Context, path string, view View, format string, fn func(HashResult) error) error {
 	q := url.Values{"path": {path}}
 	if format != "" {
@@ -143,31 +154,50 @@ func (c *Client) SubscribeView(ctx context.Context, path string, view View, form
 	if view != ViewTree {
 		q.Set("view", string(view))
 	}
-	resp, err := c.request(ctx, http.MethodGet, "/v1/subscribe?"+q.Encode(), nil)
+	const req = "/v1/subscribe"
+	resp, err := c.request(ctx, http.MethodGet, req+"?"+q.Encode(), nil)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
+	first := ""
 	for sc.Scan() {
-		var res struct {
-			HashResult
+		// The last line may be an error instead of a hash. (A struct
+		// embedding HashResult would take its UnmarshalJSON, and drop
+		// the error.)
+		var end struct {
 			Error string `json:"error"`
 		}
-		if err := json.Unmarshal(sc.Bytes(), &res); err != nil {
-			return c.notNarhashd(http.MethodGet, "/v1/subscribe", fmt.Sprintf("a line that is not JSON (%v)", err))
+		if err := json.Unmarshal(sc.Bytes(), &end); err != nil {
+			return c.notNarhashd(http.MethodGet, req, fmt.Sprintf("a line that is not JSON (%v)", err))
 		}
-		if res.Error != "" {
-			return fmt.Errorf("narhashd ended the subscription: %s", res.Error)
+		if end.Error != "" {
+			return fmt.Errorf("narhashd ended the subscription: %s", end.Error)
+		}
+		var res HashResult
+		if err := json.Unmarshal(sc.Bytes(), &res); err != nil {
+			return c.notNarhashd(http.MethodGet, req, fmt.Sprintf("a line that is not its JSON (%v)", err))
 		}
 		if res.Failed == "" {
 			if why := res.invalid(format); why != "" {
-				return c.notNarhashd(http.MethodGet, "/v1/subscribe", why)
+				return c.notNarhashd(http.MethodGet, req, why)
 			}
 		} else if !filepath.IsAbs(res.Path) || res.Hash != "" {
-			return c.notNarhashd(http.MethodGet, "/v1/subscribe", fmt.Sprintf("a failure with a hash or without a path (%q, %q)", res.Hash, res.Path))
+			return c.notNarhashd(http.MethodGet, req, fmt.Sprintf("a failure with a hash or without a path (%q, %q)", res.Hash, res.Path))
 		}
-		if err := fn(res.HashResult); err != nil {
+		if res.View != view {
+			return c.otherView(http.MethodGet, req, view, res.View)
+		}
+		switch {
+		case first == "" && !answers(path, res.Path):
+			return c.notNarhashd(http.MethodGet, req, otherPath(path, res.Path))
+		case first == "":
+			first = res.Path
+		case res.Path != first:
+			return c.notNarhashd(http.MethodGet, req, fmt.Sprintf("a line for another path, %s, after one for %s", Quote(res.Path), Quote(first)))
+		}
+		if err := fn(res); err != nil {
 			return err
 		}
 	}
@@ -185,7 +215,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 	if timeout <= 0 {
 		timeout = 5 * time.Minute
 	}
-	ctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("narhashd at %s did not answer %s %s within %v: it may be stuck; see its log, or restart it", c.socket(), method, pathOnly(path), timeout))
+	ctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("%w %s %s within %v (on %s): it may be stuck; see its log, or restart it", ErrTimeout, method, pathOnly(path), timeout, c.socket()))
 	defer cancel()
 	resp, err := c.request(ctx, method, path, body)
 	if err != nil {
@@ -221,6 +251,39 @@ const maxAnswer = 64 << 20
 func (c *Client) notNarhashd(method, path, what string) error {
 	return fmt.Errorf("%w: the server on %s answered %s %s with %s; is another program listening on that socket? Stop it and start narhashd, or point NARHASHD_SOCKET (or --socket) at narhashd's socket",
 		ErrNotNarhashd, c.socket(), method, pathOnly(path), what)
+}
+
+// otherView is the error for an answer for another view than asked: a
+// narhashd older than view=git answers for the whole tree.
+func (c *Client) otherView(method, path string, asked, got View) error {
+	if asked == ViewTree || got != ViewTree {
+		return c.notNarhashd(method, path, fmt.Sprintf("the hash of view %q, not of view %q as asked", got, asked))
+	}
+	return fmt.Errorf("%w: narhashd on %s answered %s %s with the whole tree's hash, not the %s view's (it does not know view=%s): restart narhashd, so that the one running is the one installed",
+		ErrTooOld, c.socket(), method, pathOnly(path), asked, asked)
+}
+
+// answers reports whether an answer for got answers a query for path.
+// The handler cleans path ("." and "//", see checkPath); the daemon then
+// reads it as the kernel does: through a symlink on the way, ".." after
+// a symlink from its target, a trailing slash after one into it; and it
+// answers for where that leads. So got is path cleaned, or names the
+// same file as path does now.
+func answers(path, got string) bool {
+	if clean, err := checkPath(path); got == path || err == nil && got == clean {
+		return true
+	}
+	want, err := os.Lstat(path)
+	if err != nil {
+		return false
+	}
+	st, err := os.Lstat(got)
+	return err == nil && os.SameFile(want, st)
+}
+
+// otherPath is what an answer for another path than asked is.
+func otherPath(asked, got string) string {
+	return fmt.Sprintf("the hash of another path, %s, not of %s as asked", Quote(got), Quote(asked))
 }
 
 // invalid says what, in a hash answer, narhashd never sends ("" if

@@ -106,7 +106,8 @@ const pathMax = 4096
 // checkPath refuses a path no file can have: relative, with a NUL byte,
 // or longer than PATH_MAX. It cleans "." and "//", and keeps "..": after
 // a symlink, ".." is the parent of its target, which only the daemon
-// can find.
+// can find. A trailing slash is kept, and a trailing "." becomes one:
+// either follows a symlink.
 func checkPath(p string) (string, error) {
 	switch {
 	case !filepath.IsAbs(p):
@@ -130,7 +131,7 @@ func checkPath(p string) (string, error) {
 	if out == "" {
 		out = "/"
 	}
-	if strings.HasSuffix(p, "/") && out != "/" {
+	if last := p[strings.LastIndexByte(p, '/')+1:]; (last == "" || last == ".") && out != "/" {
 		out += "/" // a trailing slash follows a symlink
 	}
 	return out, nil
@@ -220,10 +221,7 @@ func (h *handler) roots(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) addRoot(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Path string `json:"path"`
-		RootOptions
-	}
+	var req rootRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
 		writeError(w, Errorf(http.StatusBadRequest, "body must be {\"path\": \"/abs/path\"}: %v", clipErr(err)))
 		return

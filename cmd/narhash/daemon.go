@@ -107,6 +107,29 @@ func absPaths(args []string) ([]string, error) {
 	return out, nil
 }
 
+// queryPaths makes each argument absolute, as the kernel reads it: a
+// relative one is joined to the working directory and not cleaned, for
+// ".." after a symlink is the parent of its target, and a trailing slash
+// follows a symlink. The daemon and hashOffline read them so, as
+// 'narhash hash' does.
+func queryPaths(args []string) ([]string, error) {
+	out := make([]string, len(args))
+	wd := ""
+	for i, a := range args {
+		if !filepath.IsAbs(a) {
+			if wd == "" {
+				var err error
+				if wd, err = os.Getwd(); err != nil {
+					return nil, err
+				}
+			}
+			a = strings.TrimSuffix(wd, "/") + "/" + a
+		}
+		out[i] = a
+	}
+	return out, nil
+}
+
 func runWatchAdd(ctx context.Context, sio *stdio, c *api.Client, args []string, opt api.RootOptions) error {
 	paths, err := absPaths(args)
 	if err != nil {
@@ -213,12 +236,12 @@ func runSubscribe(ctx context.Context, sio *stdio, opts *queryOpts, path string)
 	if _, err := hasher.ParseFormat(opts.format); err != nil {
 		return usagef("%v", err)
 	}
-	abs, err := filepath.Abs(path)
+	abs, err := queryPaths([]string{path})
 	if err != nil {
 		return err
 	}
 	enc := json.NewEncoder(sio.out)
-	err = (&api.Client{Socket: opts.socket}).SubscribeView(ctx, abs, opts.view(), opts.format, func(r api.HashResult) error {
+	err = (&api.Client{Socket: opts.socket}).SubscribeView(ctx, abs[0], opts.view(), opts.format, func(r api.HashResult) error {
 		switch {
 		case opts.json:
 			return enc.Encode(r)

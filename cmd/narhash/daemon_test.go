@@ -64,7 +64,7 @@ func (f *fakeBackend) Subscribe(ctx context.Context, path string, view api.View,
 }
 
 // serveFake serves b on a new socket until the test ends.
-func serveFake(t *testing.T, b *fakeBackend) (socket string) {
+func serveFake(t *testing.T, b api.Backend) (socket string) {
 	t.Helper()
 	sock := filepath.Join(nartest.TempDir(t), "s.sock")
 	l, err := api.Listen(sock)

@@ -27,6 +27,9 @@ seen every change made before the query; any other path is checked against
 its cached entry by a stat walk. When nothing answers on the socket, query
 says so in one line on standard error and hashes each PATH here, in full,
 exactly as 'narhash hash' does (--daemon-only makes that an error instead).
+So it does too, after a warning, when the daemon cannot be used: it does not
+answer in time (stuck or stopped), the socket is not trusted, what answers
+is not narhashd, or narhashd is too old for what is asked.
 Either way the hash is that of PATH as it is now; with --json, "source" says
 where it came from: "cache", "computed" or "validated" from the daemon,
 "offline" from this process.
@@ -58,23 +61,30 @@ func runQuery(ctx context.Context, sio *stdio, opts *queryOpts, args []string) e
 	if err != nil {
 		return usagef("%v", err)
 	}
-	paths, err := absPaths(args)
+	paths, err := queryPaths(args)
 	if err != nil {
 		return err
 	}
-	c := &api.Client{Socket: opts.socket}
+	c := &api.Client{Socket: opts.socket, Timeout: queryTimeout}
 	enc := json.NewEncoder(sio.out)
 	failed, offline := false, false
 	for _, p := range paths {
 		var res api.HashResult
 		if !offline {
 			res, err = c.HashView(ctx, p, opts.view(), opts.format, opts.watch)
-			if errors.Is(err, api.ErrNotRunning) && !opts.daemonOnly {
+			unusable := daemonUnusable(err) && ctx.Err() == nil
+			switch {
+			case unusable && opts.daemonOnly:
+				return err
+			case unusable && errors.Is(err, api.ErrNotRunning):
 				sock := opts.socket
 				if sock == "" {
 					sock = api.DefaultSocket()
 				}
 				fmt.Fprintf(sio.err, "narhash: narhashd does not answer on %s: hashing here (start narhashd for instant answers)\n", sock)
+				offline = true
+			case unusable:
+				fmt.Fprintf(sio.err, "narhash: warning: %v; hashing here instead\n", err)
 				offline = true
 			}
 		}
@@ -82,9 +92,6 @@ func runQuery(ctx context.Context, sio *stdio, opts *queryOpts, args []string) e
 			res, err = hashOffline(ctx, p, opts.git, format)
 		}
 		if err != nil {
-			if errors.Is(err, api.ErrNotRunning) {
-				return err
-			}
 			printFailure(sio.err, err)
 			failed = true
 			continue
@@ -99,6 +106,23 @@ func runQuery(ctx context.Context, sio *stdio, opts *queryOpts, args []string) e
 		return errSilent
 	}
 	return nil
+}
+
+// queryTimeout bounds each query to the daemon (0: the client's default);
+// tests shorten it.
+var queryTimeout time.Duration
+
+// daemonUnusable reports whether err, from a query, says that the daemon
+// cannot answer any: nothing answers, it does not answer in time, the
+// socket is not trusted, what answers is not narhashd, or narhashd is
+// too old. Then the paths are hashed here (unless --daemon-only).
+func daemonUnusable(err error) bool {
+	for _, e := range []error{api.ErrNotRunning, api.ErrTimeout, api.ErrUntrusted, api.ErrNotNarhashd, api.ErrTooOld} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // hashOffline is query's answer without the daemon: a full hash of the
