@@ -121,6 +121,8 @@ func (d *Daemon) Hash(ctx context.Context, path string, view api.View, watch boo
 		return r.hash, nil
 	case <-ctx.Done():
 		return api.Hash{}, ctx.Err()
+	case <-d.stopped:
+		return api.Hash{}, errStopped
 	}
 }
 
@@ -272,6 +274,9 @@ func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 		if d.cookieFault != "" {
 			st.Warnings = append(st.Warnings, d.cookieFault)
 		}
+		if w := d.cookies.warning(); w != "" {
+			st.Warnings = append(st.Warnings, w)
+		}
 		for _, r := range st.Roots {
 			if r.Warning != "" {
 				st.Warnings = append(st.Warnings, r.Path+": "+r.Warning)
@@ -325,6 +330,17 @@ func (d *Daemon) Subscribe(ctx context.Context, path string, view api.View, send
 	}
 	ch := make(chan api.Hash, 1)
 	inRoot := false
+	// Registered first: callErr may fail (the client left) after the
+	// call below has run, with ch subscribed.
+	defer d.call(context.Background(), func() {
+		t := d.tracked[path]
+		if view == api.ViewGit {
+			t = d.gitTracked[path]
+		}
+		if t != nil {
+			delete(t.subs, ch)
+		}
+	})
 	if err := d.callErr(ctx, func() {
 		r := d.rootOf(path)
 		if r == nil || throughSymlink(r, path) {
@@ -342,15 +358,6 @@ func (d *Daemon) Subscribe(ctx context.Context, path string, view api.View, send
 	if !inRoot {
 		return api.Errorf(http.StatusBadRequest, "%s is not in a watched root: watch it first (narhash watch add %s)", clip(path), clip(path))
 	}
-	defer d.call(context.Background(), func() {
-		t := d.tracked[path]
-		if view == api.ViewGit {
-			t = d.gitTracked[path]
-		}
-		if t != nil {
-			delete(t.subs, ch)
-		}
-	})
 	cur, err := d.Hash(ctx, path, view, false)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -35,6 +36,10 @@ type cookieJar struct {
 	pending map[string]*cookie
 	n       uint64
 	kick    chan struct{}
+	// fault says why the last cookie file could not be made; "" once
+	// one is made again. For status.
+	fault string
+	log   *slog.Logger
 }
 
 type cookie struct {
@@ -116,14 +121,30 @@ func (c *cookieJar) maker(ctx context.Context) {
 			continue
 		}
 		f, err := os.OpenFile(filepath.Join(dir, k.name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		c.mu.Lock()
 		if err != nil {
-			c.mu.Lock()
-			c.drop(k)
-			c.mu.Unlock()
-			continue
+			c.drop(k) // its queries validate by stat walk
+			if c.fault == "" {
+				c.log.Error("cannot make a cookie file: queries are checked by stat walk", "path", dir, "err", err)
+			}
+			c.fault = fmt.Sprintf("cannot make cookie files in narhashd's directory %s (%v): every query is checked by a stat walk until one can be made; check that directory (its permissions, free space)", dir, err)
+		} else {
+			f.Close()
+			if c.fault != "" {
+				c.log.Info("cookie files can be made again", "path", dir)
+			}
+			c.fault = ""
 		}
-		f.Close()
+		c.mu.Unlock()
 	}
+}
+
+// warning says, for status, why queries cannot rely on cookies; "" if
+// they can.
+func (c *cookieJar) warning() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fault
 }
 
 // wait returns once every change made before it was called has been

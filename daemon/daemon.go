@@ -58,8 +58,10 @@ type Config struct {
 	// directory of which holds the daemon's cookies. Run closes it.
 	Listener net.Listener
 	// Ready, when set, is called once the socket answers and the roots
-	// of Watch and the database are watched; Stopping when shutdown
-	// begins. narhashd tells systemd (sd_notify) from them.
+	// of Watch and the database are added: their listing may go on, off
+	// the loop, and queries meanwhile wait for it or check by stat walk
+	// (lister.go). Stopping is called when shutdown begins. narhashd
+	// tells systemd (sd_notify) from them.
 	Ready, Stopping func()
 }
 
@@ -125,7 +127,7 @@ type Daemon struct {
 	// idleAfter unasked, checked at most every sweepEvery, on activity.
 	idleAfter   time.Duration
 	lastSweep   time.Time
-	now         func() time.Time // time.Now; tests move it
+	now         func() time.Time // time.Now; tests move it (idle paths, debounce)
 	watches     map[int32]*dirWatch
 	watchPaths  pathTrie[*dirWatch]
 	queue       []*tracked // waiting for a worker
@@ -231,7 +233,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}
 	defer l.Close()
-	d.cookies.parent = filepath.Dir(d.cfg.Socket)
+	d.cookies.parent, d.cookies.log = filepath.Dir(d.cfg.Socket), d.log
 	if err := d.makeCookieDir(); err != nil {
 		return err
 	}
@@ -257,16 +259,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("narhashd started", "socket", d.cfg.Socket, "db", d.cfg.DB, "workers", d.cfg.Workers)
 	loopDone := make(chan struct{})
 	go func() { d.loop(ctx); close(d.stopped); close(loopDone) }()
-	var listed chan struct{}
-	if d.call(ctx, func() { d.startup(); listed = d.listedCh(nil) }) && d.cfg.Ready != nil {
-		// Ready once the roots are watched whole: answers do not wait
-		// for it (see lister.go), but a caller that edits a tree right
-		// after expects its events.
-		select {
-		case <-listed:
-			d.cfg.Ready()
-		case <-ctx.Done():
-		}
+	if d.call(ctx, func() { d.startup() }) && d.cfg.Ready != nil {
+		// Ready without waiting for the roots to be listed: a large
+		// tree on a cold disk would keep systemd waiting past its start
+		// timeout. A change made meanwhile is not lost: a query of the
+		// root waits for its listing, which ends by touching the whole
+		// root (lister.go).
+		d.cfg.Ready()
 	}
 
 	var serveErr error
@@ -379,7 +378,7 @@ func (d *Daemon) loop(ctx context.Context) {
 			d.loopAt.busy("a result")
 			d.onResult(j)
 		case <-timer.C:
-			d.startDue(time.Now())
+			d.startDue(d.now())
 		}
 		d.dispatch(ctx)
 	}
@@ -400,16 +399,19 @@ func (d *Daemon) armTimer(timer *time.Timer) {
 	}
 	timer.Stop()
 	if !next.IsZero() {
-		timer.Reset(max(0, time.Until(next)))
+		timer.Reset(max(0, next.Sub(d.now())))
 	}
 }
 
-// shutdown cancels every job and tells every waiter.
+// shutdown cancels every job and tells every waiter, of plain and of
+// git views.
 func (d *Daemon) shutdown() {
-	for _, t := range d.tracked {
-		if t.job != nil {
-			t.job.cancel()
+	for _, m := range []map[string]*tracked{d.tracked, d.gitTracked} {
+		for _, t := range m {
+			if t.job != nil {
+				t.job.cancel()
+			}
+			t.fail(errStopped)
 		}
-		t.fail(errStopped)
 	}
 }

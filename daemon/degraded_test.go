@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/narhash/narhash/nar/nartest"
 )
 
 // Degraded roots: parts the daemon cannot watch, so that every query is
@@ -145,5 +147,109 @@ func (h *heldJob) change(t *testing.T, root string) {
 	case <-h.hashed:
 	case <-time.After(10 * time.Second):
 		t.Fatal("no job hashed the root within 10 s of a change")
+	}
+}
+
+// TestDegradedRepeatedQueries: queries of a degraded root that keep
+// coming, each while the job begun for the one before runs (slow: held
+// until the next query waits), are all answered. Each query once made
+// the running job too old to answer it and had it cancelled, so that
+// while they kept coming none was answered: now the running job answers
+// the queries that came before it began, and one job begun after the
+// others answers them.
+func TestDegradedRepeatedQueries(t *testing.T) {
+	root := newTree(t)
+	if err := os.MkdirAll(filepath.Join(root, "over/limit"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Entries of a tree this old are not racy: each query's job is a
+	// stat walk that validates the entry, and answers.
+	nartest.WaitOlderThan(t, 2100*time.Millisecond, root) // nar's racy margin is 2 s
+	var armed atomic.Bool
+	waits := make(chan struct{}, 100)
+	held, proceed, stop := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	r := start(t, Config{Watch: []string{root}, Workers: 2}, func(d *Daemon) {
+		d.testHookAdd = func(p string) error {
+			if strings.Contains(p, "over") {
+				return fmt.Errorf("add %s: %w", p, syscall.ENOSPC)
+			}
+			return nil
+		}
+		d.testHookWaits = func(string) {
+			if armed.Load() {
+				waits <- struct{}{}
+			}
+		}
+		d.testHookDone = func(p string) {
+			if p != root || !armed.Load() {
+				return
+			}
+			select {
+			case held <- struct{}{}:
+			case <-stop:
+				return
+			}
+			select {
+			case <-proceed:
+			case <-stop:
+			}
+		}
+	})
+	t.Cleanup(func() { close(stop) }) // before the daemon stops
+	query(t, r.c, root)               // settled
+	want := offline(t, root)
+	armed.Store(true)
+	recv := func(ch chan struct{}, what string) {
+		t.Helper()
+		select {
+		case <-ch:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: not within 10 s", what)
+		}
+	}
+	const n = 6
+	answers := make([]chan string, n)
+	ask := func(i int) {
+		answers[i] = make(chan string, 1)
+		go func() {
+			got, err := r.c.Hash(context.Background(), root, "", false)
+			if err != nil {
+				answers[i] <- err.Error()
+				return
+			}
+			answers[i] <- got.Hash
+		}()
+		recv(waits, fmt.Sprintf("query %d waiting", i))
+	}
+	ask(0)
+	recv(held, "the job of query 0")
+	for i := 1; i < n; i++ {
+		ask(i) // while the job begun for query i-1 is held
+		proceed <- struct{}{}
+		recv(held, fmt.Sprintf("the job after query %d", i))
+		var waiting int
+		r.d.call(context.Background(), func() { waiting = len(r.d.tracked[root].waiters) })
+		if waiting != 1 {
+			t.Fatalf("query %d came while the job begun for query %d ran; once that job ended, %d queries wait, want 1 (query %d answered by it)", i, i-1, waiting, i-1)
+		}
+		select {
+		case got := <-answers[i-1]:
+			if got != want {
+				t.Errorf("query %d: %s, want %s", i-1, got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("query %d not answered within 10 s", i-1)
+		}
+	}
+	proceed <- struct{}{}
+	if got := <-answers[n-1]; got != want {
+		t.Errorf("query %d: %s, want %s", n-1, got, want)
+	}
+	armed.Store(false)
+	if err := os.WriteFile(filepath.Join(root, "over/limit/f"), []byte("changed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := query(t, r.c, root), offline(t, root); got.Hash != want {
+		t.Errorf("after an unseen change: %s, want %s", got.Hash, want)
 	}
 }

@@ -11,7 +11,7 @@ import (
 
 // onEvents applies a batch of inotify events, in order.
 func (d *Daemon) onEvents(batch []inEvent) {
-	now := time.Now()
+	now := d.now()
 	for _, ev := range batch {
 		if ev.err != nil || ev.mask&unix.IN_Q_OVERFLOW != 0 {
 			if ev.err != nil {
@@ -65,8 +65,10 @@ func (d *Daemon) onEvent(ev inEvent, now time.Time) {
 		// The directory is gone from this path; if it was moved within a
 		// root, its new name's event watches it again.
 		d.unwatchTree(w.path, nil)
+		d.goneUnwatchable(w.path)
 	case isDir && ev.mask&(unix.IN_DELETE|unix.IN_MOVED_FROM) != 0:
 		d.unwatchTree(p, nil)
+		d.goneUnwatchable(p)
 	case isDir && ev.mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0:
 		if r := d.rootOf(p); r != nil && !r.remote {
 			d.listLater(r, p)
@@ -89,13 +91,15 @@ func (d *Daemon) onEvent(ev inEvent, now time.Time) {
 	}
 }
 
-// onOverflow handles lost events: every root is rescanned, each watch
-// checked against what its path names now, and everything rehashed.
+// onOverflow handles lost events: every root is rescanned by the lister
+// (meanwhile it is unsure: queries wait for it, or check by stat walk),
+// each watch checked against what its path names now, and everything
+// rehashed.
 func (d *Daemon) onOverflow() {
 	d.epoch++
 	d.overflows++
 	d.log.Warn("inotify queue overflowed: events were lost; rescanning every root", "epoch", d.epoch)
-	now := time.Now()
+	now := d.now()
 	// A watch whose path names another inode now (a lost rename or
 	// removal) is dropped; the rescan watches the path anew.
 	for _, w := range d.watches {
@@ -110,7 +114,7 @@ func (d *Daemon) onOverflow() {
 	for _, r := range d.roots {
 		d.checkSeat(r)
 		if !r.remote && r.seated {
-			d.watchTree(r, r.path)
+			d.listLater(r, r.path)
 		}
 	}
 	for _, t := range d.tracked {

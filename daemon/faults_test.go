@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -86,5 +87,38 @@ func TestReAddAfterWatchLimit(t *testing.T) {
 	write(t, filepath.Join(root, "over/limit/f"), "x")
 	if got := query(t, r.c, root); got.Degraded || got.Hash != offline(t, root) {
 		t.Fatalf("after adding again: degraded=%v %s", got.Degraded, got.Hash)
+	}
+}
+
+// TestCookieFileFails: a cookie file that cannot be made (here: its name
+// is taken) leaves queries right, checked by stat walk, and is said in
+// status until a cookie file is made again.
+func TestCookieFileFails(t *testing.T) {
+	root := newTree(t)
+	r := start(t, Config{Watch: []string{root}})
+	fresh(t, r.c, root, "start")
+	c := &r.d.cookies
+	c.mu.Lock()
+	dir, name := c.dir, strconv.FormatUint(c.n+2, 10) // the second query's cookie
+	c.mu.Unlock()
+	write(t, filepath.Join(dir, name), "taken")
+	fresh(t, r.c, root, "a query whose cookie is made") // and whose barrier passes the taken file's event
+	write(t, filepath.Join(root, "f"), "1")
+	if got := query(t, r.c, root); got.Hash != offline(t, root) || got.Source != "validated" && got.Source != "computed" {
+		t.Errorf("a query whose cookie cannot be made: %s from %s, want %s checked by a stat walk", got.Hash, got.Source, offline(t, root))
+	}
+	warned := func() bool {
+		st, err := r.c.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Contains(strings.Join(st.Warnings, " "), "cannot make cookie files in narhashd's directory "+dir)
+	}
+	if !warned() {
+		t.Error("status does not say a cookie file could not be made")
+	}
+	fresh(t, r.c, root, "a query whose cookie is made again")
+	if warned() {
+		t.Error("status still says a cookie file could not be made after one was")
 	}
 }

@@ -4,8 +4,10 @@ package daemon
 
 import (
 	"context"
+	"maps"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -93,5 +95,58 @@ func waitKey(t *testing.T, r *running, key string, want bool) {
 			t.Fatalf("the cache entry of %s: there %v, want %v", key, !want, want)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestGitViewForgottenDuringJob: a git view forgotten (its root removed)
+// while its job runs, and the job ends before it sees the cancel: its
+// result is not applied, so the view's git directory is not watched again
+// (d.gitWatches would keep it forever) and its entry not saved again.
+func TestGitViewForgottenDuringJob(t *testing.T) {
+	repo := newGitRepo(t)
+	job := newGate()
+	var armed atomic.Bool
+	r := start(t, Config{Watch: []string{repo.Dir}}, func(d *Daemon) {
+		d.testHookDone = func(p string) {
+			if p == repo.Dir && armed.Load() {
+				job.hold()
+			}
+		}
+	})
+	job.releaseFirst(t)
+	fresh(t, r.c, repo.Dir, "the root") // settled
+	armed.Store(true)
+	asked := make(chan error, 1)
+	go func() {
+		_, err := r.c.HashView(context.Background(), repo.Dir, api.ViewGit, "", false)
+		asked <- err
+	}()
+	job.wait(t, "the git view's job")
+	if err := r.c.RemoveRoot(context.Background(), repo.Dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-asked; err == nil {
+		t.Error("the query of a git view whose root was removed answered")
+	}
+	job.release()
+	deadline := time.Now().Add(10 * time.Second)
+	for running := 1; running > 0; {
+		r.d.call(context.Background(), func() { running = r.d.running })
+		if time.Now().After(deadline) {
+			t.Fatal("the job did not end")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	var watches map[string]int
+	var watched bool
+	r.d.call(context.Background(), func() {
+		watches = maps.Clone(r.d.gitWatches)
+		_, watched = r.d.watchPaths.get(filepath.Join(repo.Dir, ".git"))
+	})
+	if len(watches) > 0 || watched {
+		t.Errorf("after the job of a forgotten git view: git directories %v, .git watched %v; want none", watches, watched)
+	}
+	if _, ok, _ := r.d.store.Get(gitKey(repo.Dir)); ok {
+		t.Errorf("the entry of the forgotten git view was saved")
 	}
 }

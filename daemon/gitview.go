@@ -230,7 +230,7 @@ func (d *Daemon) trackView(path string, r *root, view api.View) *tracked {
 	}
 	t := d.gitTracked[path]
 	if t == nil {
-		t = &tracked{path: path, root: r, git: &gitState{}, used: d.now()}
+		t = &tracked{path: path, root: r, git: &gitState{}, used: d.now(), agg: d.aggregator()}
 		if e, ok, err := d.store.Get(gitKey(path)); err == nil && ok {
 			t.entry, t.entryGen, t.verified = &e, t.gen, false
 		}

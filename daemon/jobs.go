@@ -46,9 +46,14 @@ type job struct {
 }
 
 // schedule queues t for a job, at the front when a query waits for it.
+// A running job of t's generation is left to finish even if it began
+// before a query that events cannot vouch for (staleBefore): it answers
+// the queries that came before it began, and its result schedules the
+// next job for the others (reply). Cancelling it would let queries that
+// keep coming on a degraded root starve each other.
 func (d *Daemon) schedule(t *tracked, urgent bool) {
-	if t.current() {
-		return // the running job will do
+	if t.job != nil && t.job.gen == t.gen {
+		return // the running job will do, or schedule the next one
 	}
 	if t.queued {
 		if !urgent {
@@ -173,6 +178,12 @@ func (d *Daemon) onResult(j *job) {
 		return // replaced
 	}
 	t.job = nil
+	if !d.isTracked(t) {
+		// Forgotten while it ran (untrack cancelled it, too late): its
+		// result would save a deleted entry and watch git directories
+		// for a view no longer tracked.
+		return
+	}
 	if j.gen != t.gen || errors.Is(j.err, context.Canceled) {
 		// The tree changed under the job: whatever it found is stale.
 		if len(t.waiters) > 0 {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -14,7 +15,8 @@ import (
 // listed, recursively, by the lister goroutine, so that queries of other
 // roots are not kept waiting behind a large tree. Each directory is
 // watched first and listed second, as watchTree does. Meanwhile:
-//   - a query of the root waits, off the loop, for the listings of it
+//   - a query of the root, or of a root that holds the directory (nested
+//     roots), waits, off the loop, for the listings that count for it
 //     asked for before the query (Hash); while later ones are under way
 //     the root counts as unsure (root.unsure) and the query is checked
 //     by a stat walk, as a degraded root's are, since a change in a
@@ -23,13 +25,14 @@ import (
 //     applied once the lister's results have recorded those watches;
 //   - when a listing ends, everything at, above and below its directory
 //     is touched, so that an entry computed meanwhile is not served.
-// Overflow rescans and the re-watch of a directory after a chmod stay on
-// the loop (watchTree): rare, and small or needing everything at once.
+// Overflow rescans are listings too. The re-watch of a directory after a
+// chmod stays on the loop (watchTree): rare, and small.
 
 // listReq asks the lister for the watches of dir and all below it.
 type listReq struct {
-	r   *root
-	dir string
+	r     *root
+	dir   string
+	roots []*root // the roots that count it: r and those that hold it
 }
 
 // listResult is a part of a listing: up to listChunk directories.
@@ -54,13 +57,23 @@ const (
 )
 
 // listLater hands the watching of dir in r, and of all below it, to the
-// lister. On the loop.
+// lister. The listing counts for r and for every root that holds dir (an
+// outer root of a nested one): events of the watches it adds are kept
+// aside until it records them, so none of those roots can trust its
+// events meanwhile. On the loop.
 func (d *Daemon) listLater(r *root, dir string) {
-	r.listing++
+	req := &listReq{r: r, dir: dir}
+	d.rootIdx.above(dir, func(_ string, o *root) { req.roots = append(req.roots, o) })
+	if !slices.Contains(req.roots, r) {
+		req.roots = append(req.roots, r)
+	}
+	for _, o := range req.roots {
+		o.listing++
+		o.listAsked++
+	}
 	d.listing++
-	r.listAsked++
 	d.listAsked++
-	d.listQ = append(d.listQ, &listReq{r: r, dir: dir})
+	d.listQ = append(d.listQ, req)
 }
 
 // lister watches and lists the directories asked for, one request at a
@@ -124,48 +137,64 @@ func (d *Daemon) onListed(res listResult) {
 	r := res.req.r
 	live := d.roots[r.path] == r
 	for _, ld := range res.dirs {
+		owner := r
+		if !live && !ld.gone {
+			// The root was removed meanwhile: the watch is needed only
+			// if the directory is in another root (an outer one, whose
+			// events it brings) or is the parent of one; else it is
+			// removed, unless the loop has it already.
+			if !d.needed(ld.path) {
+				if _, known := d.watches[ld.wd]; ld.err == nil && !known {
+					d.in.rm(ld.wd)
+				}
+				continue
+			}
+			owner = d.rootOf(ld.path) // nil for the parent of a root
+		}
 		switch {
 		case ld.gone:
-		case !live:
-			// The root was removed meanwhile: the watch is not needed,
-			// unless the loop has it for another root.
-			if _, known := d.watches[ld.wd]; ld.err == nil && !known && !d.needed(ld.path) {
-				d.in.rm(ld.wd)
-			}
 		case ld.err != nil:
-			d.unwatchable(r, ld.path, ld.err)
+			if owner != nil {
+				d.unwatchable(owner, ld.path, ld.err)
+			}
 		case d.removed[ld.wd]:
 			// The loop removed this watch after the lister added it
 			// (the directory was moved, say): the kernel no longer
 			// watches it; watch it again.
 			if f, err := d.addWatch(ld.path); err != nil {
-				d.unwatchable(r, ld.path, err)
+				if owner != nil {
+					d.unwatchable(owner, ld.path, err)
+				}
 			} else if f != nil {
 				f.Close()
 			}
 		default:
 			d.setWatch(ld.wd, ld.path, ld.dev, ld.ino)
-			if _, was := r.unwatchable[ld.path]; was {
-				delete(r.unwatchable, ld.path)
-				d.updateDegraded(r)
+			if owner == nil {
+				continue
+			}
+			if _, was := owner.unwatchable[ld.path]; was {
+				delete(owner.unwatchable, ld.path)
+				d.updateDegraded(owner)
 			}
 		}
 	}
-	now := time.Now()
+	now := d.now()
 	d.replayEarly(now)
 	if !res.done {
 		return
 	}
-	r.listing--
-	d.listing--
-	r.listEnded++
-	d.listEnded++
-	if live {
-		p := res.req.dir
-		d.trackIdx.above(p, func(_ string, t *tracked) { d.touch(t, now) })
-		d.trackIdx.below(p, func(_ string, t *tracked) { d.touch(t, now) })
-		d.touchGit(p, true, now)
+	for _, o := range res.req.roots {
+		o.listing--
+		o.listEnded++
 	}
+	d.listing--
+	d.listEnded++
+	// Also when r was removed meanwhile: an outer root holds p.
+	p := res.req.dir
+	d.trackIdx.above(p, func(_ string, t *tracked) { d.touch(t, now) })
+	d.trackIdx.below(p, func(_ string, t *tracked) { d.touch(t, now) })
+	d.touchGit(p, true, now)
 	if d.listing == 0 {
 		d.early = nil // of watches dropped before they were recorded
 		d.removed = nil
@@ -262,5 +291,6 @@ func (d *Daemon) listedCh(r *root) chan struct{} {
 }
 
 // unsure reports whether events cannot vouch for r: it is degraded, or
-// a listing of its directories is under way.
+// a listing of its directories, or of directories of an inner root, is
+// under way.
 func (r *root) unsure() bool { return r.degraded || r.listing > 0 }

@@ -194,3 +194,31 @@ func TestListingRaces(t *testing.T) {
 		fresh(t, r.c, root, fmt.Sprintf("trial %d (%s), then a write in %s", i, what, p))
 	}
 }
+
+// TestReadyBeforeListed: Config.Ready (READY=1 under systemd) is called
+// once the daemon answers, not once its roots are listed, which for a
+// large tree on a cold disk outlasts systemd's start timeout; a change
+// made while the listing is under way is seen.
+func TestReadyBeforeListed(t *testing.T) {
+	root := newTree(t)
+	list := newGate()
+	ready := make(chan struct{})
+	r := start(t, Config{Watch: []string{root}, Ready: func() { close(ready) }}, func(d *Daemon) {
+		d.testHookAdd = func(p string) error {
+			if p == root {
+				list.hold()
+			}
+			return nil
+		}
+	})
+	list.releaseFirst(t)
+	list.wait(t, "the listing of the root")
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("not ready within 10 s while the root's listing was under way")
+	}
+	write(t, filepath.Join(root, "f"), "while listed")
+	list.release()
+	fresh(t, r.c, root, "a change made while the root was listed")
+}

@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/narhash/narhash/api"
 	"github.com/narhash/narhash/nar/nartest"
@@ -238,4 +240,77 @@ func TestSubscriberSeesRecreatedRoot(t *testing.T) {
 	s.until(offline(t, root), "the recreated root")
 	write(t, filepath.Join(root, "again", "f"), "2")
 	s.until(offline(t, root), "an edit of the recreated root")
+}
+
+// TestUnwatchableDirectoryRemoved: a directory that could not be watched
+// degrades its root only while it is there: once removed, the root is
+// watched whole, and clean, again.
+func TestUnwatchableDirectoryRemoved(t *testing.T) {
+	root := newTree(t)
+	locked := filepath.Join(root, "locked")
+	os.MkdirAll(filepath.Join(locked, "in"), 0o755)
+	r := start(t, Config{Watch: []string{root}}, func(d *Daemon) {
+		d.testHookAdd = func(p string) error {
+			if within(p, locked) {
+				return fmt.Errorf("open %s: %w", p, unix.EACCES)
+			}
+			return nil
+		}
+	})
+	if got := query(t, r.c, root); !got.Degraded || got.Hash != offline(t, root) {
+		t.Fatalf("root with an unwatchable directory: degraded=%v %s", got.Degraded, got.Hash)
+	}
+	if err := os.RemoveAll(locked); err != nil {
+		t.Fatal(err)
+	}
+	if got := query(t, r.c, root); got.Degraded || got.Hash != offline(t, root) {
+		t.Errorf("the unwatchable directory removed: degraded=%v %s, want clean %s", got.Degraded, got.Hash, offline(t, root))
+	}
+	st, _ := r.c.Status(context.Background())
+	if w := strings.Join(st.Warnings, " "); strings.Contains(w, locked) {
+		t.Errorf("status warnings %q still name %s", st.Warnings, locked)
+	}
+	write(t, filepath.Join(root, "f"), "after")
+	fresh(t, r.c, root, "an edit after the removal")
+}
+
+// TestOverflowRescanOffLoop: the rescan after an overflow is the
+// lister's: while it is held, the loop still answers (status), and once
+// it ends, queries of the roots are right and events in them seen.
+func TestOverflowRescanOffLoop(t *testing.T) {
+	a, b := newTree(t), newTree(t)
+	held := filepath.Join(a, "held")
+	os.MkdirAll(held, 0o755)
+	list := newGate()
+	var armed atomic.Bool
+	r := start(t, Config{Watch: []string{a, b}}, func(d *Daemon) {
+		d.testHookAdd = func(p string) error {
+			if p == held && armed.Load() {
+				list.hold()
+			}
+			return nil
+		}
+	})
+	list.releaseFirst(t)
+	fresh(t, r.c, a, "a")
+	fresh(t, r.c, b, "b")
+	armed.Store(true)
+	r.d.inject <- []inEvent{{mask: unix.IN_Q_OVERFLOW}}
+	list.wait(t, "the rescan reaching "+held)
+	write(t, filepath.Join(held, "f"), "during the rescan")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := r.c.Status(ctx)
+	if err != nil {
+		list.release()
+		t.Fatalf("status while the rescan is held: %v", err)
+	}
+	if st.Overflows != 1 {
+		t.Errorf("status: %d overflows, want 1", st.Overflows)
+	}
+	list.release()
+	fresh(t, r.c, a, "a, rescanned")
+	fresh(t, r.c, b, "b, rescanned")
+	write(t, filepath.Join(held, "f"), "after the rescan")
+	fresh(t, r.c, a, "a, an edit after the rescan")
 }

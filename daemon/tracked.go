@@ -120,7 +120,7 @@ const maxTracked = 4096
 
 // newTracked starts tracking path, with its cached entry (unverified).
 func (d *Daemon) newTracked(path string) *tracked {
-	t := &tracked{path: path, used: d.now()}
+	t := &tracked{path: path, used: d.now(), agg: d.aggregator()}
 	if e, ok, err := d.store.Get(path); err == nil && ok {
 		t.entry, t.entryGen, t.verified = &e, t.gen, false
 		t.cps = d.loadCheckpoints(path)
@@ -131,6 +131,11 @@ func (d *Daemon) newTracked(path string) *tracked {
 		d.evict()
 	}
 	return t
+}
+
+// aggregator returns a new tracked path's debounce, as configured.
+func (d *Daemon) aggregator() aggregator {
+	return aggregator{quiet: d.cfg.Quiet, maxDelay: d.cfg.MaxDelay}
 }
 
 // idleAfter is how long a sub-path or git view that nobody asks for,

@@ -169,7 +169,7 @@ func (d *Daemon) seat(r *root) {
 		}
 	}
 	d.updateDegraded(r)
-	now := time.Now()
+	now := d.now()
 	d.trackIdx.above(r.path, func(_ string, t *tracked) { d.touch(t, now) })
 	d.trackIdx.below(r.path, func(_ string, t *tracked) { d.touch(t, now) })
 }

@@ -170,6 +170,24 @@ func (d *Daemon) unwatchable(r *root, dir string, err error) {
 	d.updateDegraded(r)
 }
 
+// goneUnwatchable forgets the directories that could not be watched at
+// or below dir, which is gone from its path (removed or moved away): a
+// root degraded only by them is watched whole again. One moved within
+// the root is tried again when it is listed at its new path.
+func (d *Daemon) goneUnwatchable(dir string) {
+	d.rootIdx.above(dir, func(_ string, r *root) {
+		n := len(r.unwatchable)
+		for p := range r.unwatchable {
+			if within(p, dir) {
+				delete(r.unwatchable, p)
+			}
+		}
+		if len(r.unwatchable) != n {
+			d.updateDegraded(r)
+		}
+	})
+}
+
 // watchCount is the number of watches at or below path.
 func (d *Daemon) watchCount(path string) int {
 	n := 0
