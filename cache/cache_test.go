@@ -21,7 +21,7 @@ func TestRoundTrip(t *testing.T) {
 	e.Hash[0], e.Hash[31] = 1, 2
 	e.Fingerprint.Digest[5] = 9
 	e.Fingerprint.Entries, e.Fingerprint.Newest = 7, 99
-	if err := s.PutMany([]Item{{Path: "/a", Entry: e}, {Path: "/b"}}); err != nil {
+	if err := s.Update([]Item{{Path: "/a", Entry: e}, {Path: "/b"}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.AddRoot(Root{Path: "/a", Added: time.Unix(5, 0)}); err != nil {
@@ -48,7 +48,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("roots %+v %v", roots, err)
 	}
 	s.RemoveRoot("/a")
-	s.Delete("/a")
+	s.Update(nil, []string{"/a"})
 	if roots, _ := s.Roots(); len(roots) != 0 {
 		t.Error("root not removed")
 	}
@@ -102,7 +102,7 @@ func TestDamaged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.PutMany([]Item{{Path: "/x", Entry: Entry{NARSize: 1}}})
+	s.Update([]Item{{Path: "/x", Entry: Entry{NARSize: 1}}}, nil)
 	s.Close()
 	whole, _ := os.ReadFile(good)
 	for name, contents := range map[string][]byte{
@@ -122,7 +122,7 @@ func TestDamaged(t *testing.T) {
 			if !strings.Contains(s.Recovered, "moved it to") {
 				t.Errorf("Recovered = %q", s.Recovered)
 			}
-			if err := s.PutMany([]Item{{Path: "/y", Entry: Entry{NARSize: 2}}}); err != nil {
+			if err := s.Update([]Item{{Path: "/y", Entry: Entry{NARSize: 2}}}, nil); err != nil {
 				t.Errorf("the new database does not work: %v", err)
 			}
 			matches, _ := filepath.Glob(path + ".damaged-*")

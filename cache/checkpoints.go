@@ -17,9 +17,11 @@ var bucketCheckpoints = []byte("checkpoints")
 // updateCheckpoints keeps the items' checkpoints, and drops those of
 // items without and of removed paths.
 func updateCheckpoints(tx *bolt.Tx, items []Item, remove []string) error {
-	b := tx.Bucket(bucketCheckpoints)
+	b, err := bucket(tx, bucketCheckpoints)
+	if err != nil {
+		return err
+	}
 	for _, it := range items {
-		var err error
 		if it.Checkpoints != nil {
 			err = b.Put([]byte(it.Path), it.Checkpoints)
 		} else {
@@ -42,7 +44,11 @@ func updateCheckpoints(tx *bolt.Tx, items []Item, remove []string) error {
 func (s *Store) Checkpoints(path string) ([]byte, error) {
 	var cps []byte
 	err := s.view(func(tx *bolt.Tx) error {
-		cps = bytes.Clone(tx.Bucket(bucketCheckpoints).Get([]byte(path)))
+		b, err := bucket(tx, bucketCheckpoints)
+		if err != nil {
+			return err
+		}
+		cps = bytes.Clone(b.Get([]byte(path)))
 		return nil
 	})
 	if err != nil {
