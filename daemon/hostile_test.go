@@ -147,6 +147,57 @@ func TestHostileMounts(t *testing.T) {
 	fresh(t, r.c, root, "edit after the unmount")
 }
 
+// TestHostileMountNotListed: the directories of a filesystem mounted
+// inside a root are not watched (the root is degraded and checked by a
+// stat walk: an NFS or FUSE mount would take watches that see nothing,
+// and could hang the lister), and answers stay right, in it and around
+// it; once it is unmounted, the directory under it is watched again.
+func TestHostileMountNotListed(t *testing.T) {
+	hostile(t)
+	if !inNamespaces(t) {
+		return
+	}
+	root := newTree(t)
+	sub := filepath.Join(root, "sub")
+	os.Mkdir(sub, 0o755)
+	if err := unix.Mount("tmpfs", sub, "tmpfs", 0, "size=4m"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		d := filepath.Join(sub, fmt.Sprintf("d%02d", i), "deeper")
+		os.MkdirAll(d, 0o755)
+		write(t, filepath.Join(d, "f"), strconv.Itoa(i))
+	}
+	r := start(t, Config{Watch: []string{root}})
+	if got, want := query(t, r.c, root), offline(t, root); !got.Degraded || got.Hash != want {
+		t.Fatalf("tmpfs mounted inside: degraded=%v %s, want %s", got.Degraded, got.Hash, want)
+	}
+	inMount := func() (n int) {
+		r.d.call(context.Background(), func() {
+			for _, w := range r.d.watches {
+				if w.path == sub || strings.HasPrefix(w.path, sub+"/") {
+					n++
+				}
+			}
+		})
+		return n
+	}
+	if n := inMount(); n != 0 {
+		t.Errorf("%d directories of the filesystem mounted inside the root are watched, want none", n)
+	}
+	write(t, filepath.Join(sub, "d03", "deeper", "f"), "edited in the mount")
+	fresh(t, r.c, root, "edit in the mounted filesystem")
+	unmount(t, sub)
+	if got, want := query(t, r.c, root), offline(t, root); got.Degraded || got.Hash != want {
+		t.Fatalf("unmounted: degraded=%v %s, want %s", got.Degraded, got.Hash, want)
+	}
+	if n := inMount(); n != 1 {
+		t.Errorf("after the unmount %d watches at or under %s, want 1 (the directory itself)", n, sub)
+	}
+	write(t, filepath.Join(sub, "under"), "edit under the former mount point")
+	fresh(t, r.c, root, "edit under the former mount point")
+}
+
 // TestHostileDiskFull: a database on a full filesystem is reported in
 // status, and answers stay right.
 func TestHostileDiskFull(t *testing.T) {

@@ -33,6 +33,13 @@ type listReq struct {
 	r     *root
 	dir   string
 	roots []*root // the roots that count it: r and those that hold it
+	// mounts are the mount points strictly inside dir when it was asked
+	// for, which the listing does not enter: a root with a filesystem
+	// mounted inside is degraded and checked by a stat walk anyway, and
+	// watching all of an NFS or FUSE mount would spend watches on events
+	// that never come, or hang the lister on a server that does not
+	// answer.
+	mounts map[string]bool
 }
 
 // listResult is a part of a listing: up to listChunk directories.
@@ -62,7 +69,7 @@ const (
 // aside until it records them, so none of those roots can trust its
 // events meanwhile. On the loop.
 func (d *Daemon) listLater(r *root, dir string) {
-	req := &listReq{r: r, dir: dir}
+	req := &listReq{r: r, dir: dir, mounts: d.mounts.allInside(dir)}
 	d.rootIdx.above(dir, func(_ string, o *root) { req.roots = append(req.roots, o) })
 	if !slices.Contains(req.roots, r) {
 		req.roots = append(req.roots, r)
@@ -117,8 +124,8 @@ func (d *Daemon) list(ctx context.Context, req *listReq) bool {
 				ld.err = fmt.Errorf("list: %w", err)
 			}
 			for _, e := range ents {
-				if e.IsDir() {
-					stack = append(stack, filepath.Join(p, e.Name()))
+				if q := filepath.Join(p, e.Name()); e.IsDir() && !req.mounts[q] {
+					stack = append(stack, q)
 				}
 			}
 		}

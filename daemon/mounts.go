@@ -95,6 +95,20 @@ func (m *mountTable) inside(dir string) string {
 	return ""
 }
 
+// allInside returns the mount points strictly inside dir, or nil.
+func (m *mountTable) allInside(dir string) map[string]bool {
+	var in map[string]bool
+	for _, p := range m.points {
+		if p != dir && within(p, dir) {
+			if in == nil {
+				in = map[string]bool{}
+			}
+			in[p] = true
+		}
+	}
+	return in
+}
+
 // unescapeMount undoes mountinfo's octal escapes (\040 for a space).
 func unescapeMount(s string) string {
 	if !strings.Contains(s, `\`) {
