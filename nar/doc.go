@@ -6,7 +6,8 @@
 //     Directory/Entry/EndDirectory), checking every rule a reader enforces.
 //   - [Reader] reads one strictly, like archive/tar.Reader: Next, then Read
 //     for a file's contents. Invalid input is a *[FormatError] naming the
-//     byte offset and the broken rule; memory stays bounded.
+//     byte offset, the entry there and the broken rule; memory stays
+//     bounded.
 //   - [Dump] writes the archive of a path as `nix-store --dump` does,
 //     reading files ahead on several goroutines (the pipeline, whose
 //     rules are in pipeline.go), and [StatTree] computes

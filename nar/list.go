@@ -68,14 +68,38 @@ func List(r io.Reader) (*Listing, error) {
 	}
 }
 
+// CleanPath returns path as [Header.Path] spells it: "/" for the root,
+// else "/dir/file", from a path whose leading slash is optional and whose
+// empty names (repeated or trailing slashes) are ignored. "." and ".."
+// are names like any other, which no archive has. [Listing.Lookup] finds
+// the node whose Header.Path is CleanPath(path).
+func CleanPath(path string) string {
+	if strings.HasPrefix(path, "/") && !strings.Contains(path, "//") && (path == "/" || !strings.HasSuffix(path, "/")) {
+		return path
+	}
+	var b strings.Builder
+	b.Grow(len(path) + 1)
+	for name := range strings.SplitSeq(path, "/") {
+		if name != "" {
+			b.WriteByte('/')
+			b.WriteString(name)
+		}
+	}
+	if b.Len() == 0 {
+		return "/"
+	}
+	return b.String()
+}
+
 // Lookup finds the node at path inside the listing. Paths are like
-// "/dir/file"; the leading slash is optional, a trailing one is ignored,
-// and "" or "/" is the root. Symlinks are not followed.
+// "/dir/file"; the leading slash is optional, repeated and trailing ones
+// are ignored (see [CleanPath]), and "" or "/" is the root. Symlinks are
+// not followed.
 func (l *Listing) Lookup(path string) (*Listing, error) {
 	cur := l
-	for _, name := range strings.Split(strings.Trim(path, "/"), "/") {
+	for name := range strings.SplitSeq(CleanPath(path)[1:], "/") {
 		if name == "" {
-			continue
+			continue // the root
 		}
 		if cur.Type != TypeDirectory {
 			return nil, fmt.Errorf("path '%s' does not exist in the archive", path)

@@ -53,13 +53,26 @@ var ErrFormat = errors.New("nar: invalid archive")
 
 // A FormatError says where an archive breaks which rule.
 type FormatError struct {
-	Offset int64  // byte offset in the archive where the problem is
+	Offset int64 // byte offset in the archive where the problem is
+	// Path is the node being read there, as [Header.Path] spells it: the
+	// file whose contents end early, the directory whose entries are out
+	// of order or repeated, "/" for the root.
+	Path   string
 	Reason string // the broken rule
 	Err    error  // io.ErrUnexpectedEOF for a truncated archive, else nil
 }
 
 func (e *FormatError) Error() string {
-	return fmt.Sprintf("nar: invalid archive at byte %d: %s", e.Offset, e.Reason)
+	return fmt.Sprintf("nar: invalid archive at byte %d, in %q: %s", e.Offset, shortPath(e.Path), e.Reason)
+}
+
+// shortPath returns path, or for a deep one (up to [MaxPathLen] bytes) its
+// start and end, for a message.
+func shortPath(path string) string {
+	if len(path) <= 256 {
+		return path
+	}
+	return fmt.Sprintf("%s…(%d bytes)…%s", path[:100], len(path)-200, path[len(path)-100:])
 }
 
 // Is makes errors.Is(err, ErrFormat) hold.
@@ -76,10 +89,10 @@ const readerBufSize = 64 << 10
 // The Reader is strict: it accepts exactly the archives Nix writes and
 // rejects everything else (wrong or unknown tokens, non-zero padding,
 // invalid, unsorted or duplicate names, empty or over-long targets, data
-// after the end), naming the byte offset and the rule in a *FormatError.
-// Its memory stays bounded whatever lengths an archive claims: contents are
-// streamed, names, targets and paths have fixed limits. The first error is
-// sticky.
+// after the end), naming the byte offset, the node and the rule in a
+// *FormatError. Its memory stays bounded whatever lengths an archive
+// claims: contents are streamed, names, targets and paths have fixed
+// limits. The first error is sticky.
 type Reader struct {
 	br  *bufio.Reader
 	off int64
@@ -198,10 +211,7 @@ func (r *Reader) entry() (*Header, error) {
 
 // node reads a node's type and what follows it up to the contents.
 func (r *Reader) node() (*Header, error) {
-	hdr := &Header{Path: "/"}
-	if len(r.path) > 0 {
-		hdr.Path = string(r.path)
-	}
+	hdr := &Header{Path: r.nodePath()}
 	at := r.off
 	if err := r.readFull(r.scratch[:16]); err != nil {
 		return nil, err
@@ -285,15 +295,18 @@ func (r *Reader) Read(p []byte) (int, error) {
 	if !r.inFile {
 		return 0, io.EOF
 	}
+	if len(p) == 0 {
+		return 0, nil
+	}
 	if int64(len(p)) > r.remaining {
 		p = p[:r.remaining]
 	}
-	n, err := r.br.Read(p)
+	n, err := r.readSome(p)
 	r.off += int64(n)
 	r.remaining -= int64(n)
 	if r.remaining == 0 {
 		err = r.endFile()
-	} else if err == io.EOF || (err == nil && n == 0) {
+	} else if err == io.EOF {
 		err = r.truncated()
 	} else if err != nil {
 		err = r.ioError(err)
@@ -403,23 +416,50 @@ func (r *Reader) readString(max int, what string) ([]byte, error) {
 }
 
 func (r *Reader) readFull(p []byte) error {
-	n, err := io.ReadFull(r.br, p)
-	r.off += int64(n)
-	switch {
-	case err == io.EOF || err == io.ErrUnexpectedEOF:
-		return r.truncated()
-	case err != nil:
-		return r.ioError(err)
+	for len(p) > 0 {
+		n, err := r.readSome(p)
+		r.off += int64(n)
+		p = p[n:]
+		switch {
+		case len(p) == 0:
+		case err == io.EOF:
+			return r.truncated()
+		case err != nil:
+			return r.ioError(err)
+		}
 	}
 	return nil
 }
 
+// maxEmptyReads is how many reads in a row may return neither a byte nor
+// an error, as io.Reader allows, before the Reader gives up with
+// io.ErrNoProgress: bufio's limit.
+const maxEmptyReads = 100
+
+// readSome reads at least one byte into p, which is not empty, or fails.
+func (r *Reader) readSome(p []byte) (int, error) {
+	for range maxEmptyReads {
+		if n, err := r.br.Read(p); n > 0 || err != nil {
+			return n, err
+		}
+	}
+	return 0, io.ErrNoProgress
+}
+
 func (r *Reader) truncated() error {
-	return &FormatError{Offset: r.off, Reason: "archive ends early (truncated)", Err: io.ErrUnexpectedEOF}
+	return &FormatError{Offset: r.off, Path: r.nodePath(), Reason: "archive ends early (truncated)", Err: io.ErrUnexpectedEOF}
 }
 
 func (r *Reader) formatError(at int64, reason string) error {
-	return &FormatError{Offset: at, Reason: reason}
+	return &FormatError{Offset: at, Path: r.nodePath(), Reason: reason}
+}
+
+// nodePath is the path of the node being read, as Header.Path spells it.
+func (r *Reader) nodePath() string {
+	if len(r.path) == 0 {
+		return "/"
+	}
+	return string(r.path)
 }
 
 func (r *Reader) ioError(err error) error {

@@ -140,17 +140,14 @@ func (rs *restorer) run() error {
 }
 
 func (rs *restorer) create(dirfd int, name, path string, hdr *Header) error {
-	shown := path
-	switch {
-	case shown == "":
+	shown := shortPath(path)
+	if shown == "" {
 		shown = "/"
-	case len(shown) > 256: // a deep path, for a message
-		shown = fmt.Sprintf("%s…(%d bytes)…%s", shown[:100], len(shown)-200, shown[len(shown)-100:])
 	}
 	switch hdr.Type {
 	case TypeDirectory:
 		if err := unix.Mkdirat(dirfd, name, 0o777); err != nil {
-			return fmt.Errorf("create directory %s: %w", shown, err)
+			return createError("directory", path, shown, err)
 		}
 		fd, err := unix.Openat(dirfd, name, openDirFlags, 0)
 		if err != nil {
@@ -168,12 +165,12 @@ func (rs *restorer) create(dirfd int, name, path string, hdr *Header) error {
 		}
 	case TypeSymlink:
 		if err := unix.Symlinkat(hdr.LinkTarget, dirfd, name); err != nil {
-			return fmt.Errorf("create symlink %s: %w", shown, err)
+			return createError("symlink", path, shown, err)
 		}
 	case TypeRegular:
 		fd, err := unix.Openat(dirfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o666)
 		if err != nil {
-			return fmt.Errorf("create file %s: %w", shown, err)
+			return createError("file", path, shown, err)
 		}
 		f := os.NewFile(uintptr(fd), shown)
 		err = rs.fill(f, hdr)
@@ -185,18 +182,41 @@ func (rs *restorer) create(dirfd int, name, path string, hdr *Header) error {
 	return nil
 }
 
+// createError says why the node at path (shown: as a message shows it)
+// could not be created as a what. The reader lets no name through twice
+// and the temporary root is new, so a name that exists already is one the
+// filesystem takes for another: it folds case ("A" and "a") or normalises
+// Unicode. That error does not match ErrExist, which says dest exists.
+func createError(what, path, shown string, err error) error {
+	if err == unix.EEXIST && path != "" {
+		return fmt.Errorf("create %s %s: it collides with an entry already restored (likely a case or Unicode collision on this filesystem): restore onto a filesystem that tells such names apart", what, shown)
+	}
+	return fmt.Errorf("create %s %s: %w", what, shown, err)
+}
+
+// fill copies the current file's contents into f. An error reading the
+// archive (a *FormatError, which names the file) is returned as it is;
+// one writing f names the file.
 func (rs *restorer) fill(f *os.File, hdr *Header) error {
 	if rs.buf == nil {
 		rs.buf = make([]byte, 256<<10)
 	}
-	if _, err := io.CopyBuffer(struct{ io.Writer }{f}, struct{ io.Reader }{rs.nr}, rs.buf); err != nil {
-		if errors.Is(err, ErrFormat) {
-			return err
+	for {
+		n, rerr := rs.nr.Read(rs.buf)
+		if n > 0 {
+			if _, err := f.Write(rs.buf[:n]); err != nil {
+				if pe, ok := err.(*fs.PathError); ok {
+					err = pe.Err // the os.File's "write NAME: ", which we say already
+				}
+				return fmt.Errorf("write file %s: %w", f.Name(), err)
+			}
 		}
-		if pe, ok := err.(*fs.PathError); ok {
-			err = pe.Err // the os.File's "write NAME: ", which we say already
+		if rerr == io.EOF {
+			break
 		}
-		return fmt.Errorf("write file %s: %w", f.Name(), err)
+		if rerr != nil {
+			return rerr
+		}
 	}
 	if hdr.Executable {
 		var st unix.Stat_t

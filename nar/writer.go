@@ -89,9 +89,11 @@ func (w *Writer) Reset(dst io.Writer) {
 	w.pathLen = 0
 }
 
-// Offset returns the number of bytes of archive produced so far. After
-// File it is the offset of the file's first content byte (the narOffset of
-// `nix nar ls --json`); after Close it is the archive's size.
+// Offset returns the number of bytes of archive produced so far, buffered
+// or not; after Close it is the archive's size. After File of a non-empty
+// file it is the offset of the file's first content byte (the narOffset of
+// `nix nar ls --json`). File of an empty file has already ended it, so
+// Offset is then past its closing ")", 16 bytes past its narOffset.
 func (w *Writer) Offset() int64 { return w.off }
 
 // File begins a regular file of size bytes, to be given by [Writer.Write].

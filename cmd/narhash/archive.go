@@ -37,7 +37,8 @@ func restoreCmd(sio *stdio) *cobra.Command {
 	c.Long = `Like nix-store --restore DEST. DEST must not exist. The archive is unpacked
 into a temporary sibling and renamed to DEST only once all of it has been
 read and checked, so on any error (a malformed or truncated archive, data
-after its end, a full disk) DEST does not exist and nothing is left behind.`
+after its end, a full disk, Ctrl-C) DEST does not exist and nothing is left
+behind. Refuses to read from a terminal.`
 	c.Example = `  narhash restore --from src.nar ./src-copy
   narhash dump ./src | narhash restore ./src-copy`
 	c.Args = args(1, 1, "one DEST")
@@ -50,9 +51,11 @@ after its end, a full disk) DEST does not exist and nothing is left behind.`
 func lsCmd(sio *stdio) *cobra.Command {
 	o := &lsOpts{}
 	c := command("nar", "ls [flags] NARFILE|- [PATH]", "List PATH (default: the root) inside a NAR file, like nix nar ls",
-		func(_ *cobra.Command, args []string) error { return runLs(sio, o, args) })
+		func(cmd *cobra.Command, args []string) error { return runLs(cmd.Context(), sio, o, args) })
 	c.Long = `The whole archive is checked first: a malformed one is an error (exit 1)
-naming the byte offset and the broken rule.
+naming the byte offset, the file or directory there and the broken rule.
+With -, the archive is read from standard input, which must not be a
+terminal.
 
 --json prints what nix nar ls --json prints, but always valid JSON: a byte of
 a name or symlink target that is not valid UTF-8 is written as \udcXX (the
@@ -60,7 +63,7 @@ lone surrogate U+DC00+byte, Python's "surrogateescape"). In Python,
 json.loads(out) and name.encode("utf-8", "surrogateescape") give the raw
 bytes back. Valid UTF-8 names print as they are.
 
-PATH may omit the leading slash; a trailing slash is ignored.`
+PATH may omit the leading slash; repeated and trailing slashes are ignored.`
 	c.Example = `  narhash ls -lR src.nar
   narhash ls --json -R src.nar /bin`
 	c.Args = argsEmptyFrom(1, 2, "NARFILE [PATH]", 1)
@@ -77,7 +80,10 @@ func catCmd(sio *stdio) *cobra.Command {
 	c := command("nar", "cat NARFILE|- PATH", "Print the contents of the regular file PATH inside a NAR file, like nix nar cat",
 		func(cmd *cobra.Command, args []string) error { return runCat(cmd.Context(), sio, args) })
 	c.Long = `The whole archive is checked before anything is printed when NARFILE is a
-regular file; from a pipe, the contents stream and a later error still exits 1.`
+regular file; from a pipe, the contents stream and a later error still exits 1.
+With -, the archive is read from standard input, which must not be a
+terminal. PATH may omit the leading slash; repeated and trailing slashes are
+ignored.`
 	c.Example = `  narhash cat src.nar /README.md
   narhash dump ./src | narhash cat - /README.md`
 	c.Args = argsEmptyFrom(2, 2, "NARFILE PATH", 1)
@@ -108,8 +114,13 @@ func runDump(ctx context.Context, sio *stdio, path string, git bool) error {
 }
 
 func runRestore(ctx context.Context, sio *stdio, from, dest string) error {
-	in := sio.in
-	if from != "-" {
+	var in io.Reader
+	if from == "-" {
+		if isTerminal(sio.in) {
+			return usagef("standard input is a terminal: redirect it from a NAR file or a pipe, or give --from FILE")
+		}
+		in = sio.in
+	} else {
 		f, err := os.Open(from)
 		if err != nil {
 			return fmt.Errorf("restore %s: %w", dest, err)
@@ -117,21 +128,37 @@ func runRestore(ctx context.Context, sio *stdio, from, dest string) error {
 		defer f.Close()
 		in = f
 	}
-	return subject("restore "+filepath.Clean(dest), nar.Restore(ctxReader{ctx, in}, dest))
+	return subject("restore "+filepath.Clean(dest), nar.Restore(interruptible(ctx, in), dest))
+}
+
+// stdinArchive returns standard input, to read an archive from, for ls
+// and cat given "-". A terminal is refused: the command would wait on it
+// for an archive no one types.
+func stdinArchive(ctx context.Context, sio *stdio) (io.Reader, error) {
+	if isTerminal(sio.in) {
+		return nil, usagef("standard input is a terminal: redirect it from a NAR file or a pipe, or name the NAR file instead of -")
+	}
+	return interruptible(ctx, sio.in), nil
 }
 
 type lsOpts struct{ recursive, long, directory, json bool }
 
 // openListing lists the archive in the file path, or "-": standard input.
-func openListing(sio *stdio, path string) (*nar.Listing, error) {
-	var r io.Reader = sio.in
-	if path != "-" {
+func openListing(ctx context.Context, sio *stdio, path string) (*nar.Listing, error) {
+	var r io.Reader
+	if path == "-" {
+		in, err := stdinArchive(ctx, sio)
+		if err != nil {
+			return nil, err
+		}
+		r = in
+	} else {
 		f, err := os.Open(path)
 		if err != nil {
 			return nil, err
 		}
 		defer f.Close()
-		r = f
+		r = interruptible(ctx, f)
 	}
 	l, err := nar.List(r)
 	if err != nil {
@@ -140,7 +167,7 @@ func openListing(sio *stdio, path string) (*nar.Listing, error) {
 	return l, nil
 }
 
-func runLs(sio *stdio, opts *lsOpts, args []string) error {
+func runLs(ctx context.Context, sio *stdio, opts *lsOpts, args []string) error {
 	if opts.json && opts.directory {
 		return usagef("-d does nothing with --json")
 	}
@@ -148,7 +175,7 @@ func runLs(sio *stdio, opts *lsOpts, args []string) error {
 	if len(args) == 2 {
 		path = args[1]
 	}
-	root, err := openListing(sio, args[0])
+	root, err := openListing(ctx, sio, args[0])
 	if err != nil {
 		return err
 	}
@@ -226,7 +253,11 @@ func baseName(path string) string {
 
 func runCat(ctx context.Context, sio *stdio, args []string) error {
 	if args[0] == "-" {
-		return catStream(ctx, sio, sio.in, args)
+		in, err := stdinArchive(ctx, sio)
+		if err != nil {
+			return err
+		}
+		return catStream(ctx, sio, in, args)
 	}
 	f, err := os.Open(args[0])
 	if err != nil {
@@ -250,12 +281,12 @@ func runCat(ctx context.Context, sio *stdio, args []string) error {
 		_, err = copyContext(ctx, sio.out, io.NewSectionReader(f, l.Offset, l.Size))
 		return err
 	}
-	return catStream(ctx, sio, f, args)
+	return catStream(ctx, sio, interruptible(ctx, f), args)
 }
 
 // catStream finds PATH in an archive read once, from a pipe.
 func catStream(ctx context.Context, sio *stdio, r io.Reader, args []string) error {
-	want := "/" + strings.Trim(args[1], "/")
+	want := nar.CleanPath(args[1]) // as Lookup takes it, for a file
 	nr := nar.NewReader(r)
 	found := false
 	for {
@@ -287,17 +318,85 @@ func copyContext(ctx context.Context, w io.Writer, r io.Reader) (int64, error) {
 	return io.Copy(w, ctxReader{ctx, r})
 }
 
-// ctxReader stops a long copy when its context is cancelled.
+// errInterrupted is what reads return once the command is cancelled
+// (Ctrl-C, SIGTERM).
+var errInterrupted = errors.New("interrupted")
+
+// ctxReader stops a long copy when its context is cancelled. It looks
+// between reads: a read that waits (on a pipe) needs interruptible.
 type ctxReader struct {
 	ctx context.Context
 	r   io.Reader
 }
 
 func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, errors.New("interrupted")
+	if c.ctx.Err() != nil {
+		return 0, errInterrupted
 	}
 	return c.r.Read(p)
+}
+
+// interruptible returns r read so that cancelling ctx ends the command
+// even while it waits for input: a regular file is read as it is, checked
+// between reads; anything else (a pipe, a FIFO, a socket) through a
+// cancelReader.
+func interruptible(ctx context.Context, r io.Reader) io.Reader {
+	if f, ok := r.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+			return ctxReader{ctx, r}
+		}
+	}
+	return &cancelReader{ctx: ctx, r: r}
+}
+
+// cancelReadSize bounds one read of a cancelReader: a pipe's buffer.
+const cancelReadSize = 64 << 10
+
+// A cancelReader is a reader whose Read returns errInterrupted as soon as
+// ctx is cancelled, even while the read below it waits for data that may
+// never come (standard input is a pipe, and its writer is stuck). Each
+// read of r runs on a goroutine of its own, into the cancelReader's buffer,
+// and is copied to p only if ctx is not cancelled by then: nothing read
+// after the cancel reaches the caller, and p is never written once Read
+// has returned. The goroutine of a read cut short stays blocked in r until
+// r sends or is closed; the command returns meanwhile, and the process
+// exits.
+type cancelReader struct {
+	ctx  context.Context
+	r    io.Reader
+	buf  []byte
+	done chan readResult
+}
+
+type readResult struct {
+	n   int
+	err error
+}
+
+func (c *cancelReader) Read(p []byte) (int, error) {
+	if c.ctx.Err() != nil {
+		return 0, errInterrupted // and c.buf may still be in use
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if c.buf == nil {
+		c.buf, c.done = make([]byte, cancelReadSize), make(chan readResult, 1)
+	}
+	r, buf, done := c.r, c.buf[:min(len(p), len(c.buf))], c.done
+	go func() {
+		n, err := r.Read(buf)
+		done <- readResult{n, err}
+	}()
+	select {
+	case res := <-done:
+		if c.ctx.Err() != nil {
+			return 0, errInterrupted
+		}
+		return copy(p, buf[:res.n]), res.err
+	case <-c.ctx.Done():
+		return 0, errInterrupted
+	}
 }
 
 // narFiles completes the names of NAR files (and directories, to reach

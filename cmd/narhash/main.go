@@ -26,6 +26,11 @@ import (
 func main() {
 	cliProcess = true
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first signal cancels ctx: the command winds down (a restore
+	// removes its partial tree) and returns, even from a read that waits
+	// on standard input (see cancelReader). Then signals are no longer
+	// caught: a second Ctrl-C kills at once.
+	context.AfterFunc(ctx, stop)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

@@ -2,9 +2,10 @@ package main
 
 import "golang.org/x/term"
 
-// isTerminal reports whether w is a terminal: a file descriptor that
-// answers the terminal ioctl. /dev/null, a character device, is not one.
-func isTerminal(w any) bool {
-	f, ok := w.(interface{ Fd() uintptr })
+// isTerminal reports whether s (standard input, output or error) is a
+// terminal: a file descriptor that answers the terminal ioctl. /dev/null,
+// a character device, is not one.
+func isTerminal(s any) bool {
+	f, ok := s.(interface{ Fd() uintptr })
 	return ok && term.IsTerminal(int(f.Fd()))
 }
