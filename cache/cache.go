@@ -151,45 +151,62 @@ func open(path string, timeout time.Duration) (s *Store, err error) {
 	if s.file, err = os.Stat(path); err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
+	// Whose file it is comes first: a database of a newer narhashd, or
+	// another program's, is refused as it is, not read record by record
+	// as this one's and moved aside as damaged.
+	fresh, err := s.schema()
+	if err != nil {
+		return nil, err
+	}
 	if err := s.verify(); err != nil {
 		return nil, err
 	}
-	if err := s.init(); err != nil {
+	if err := s.init(fresh); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-// init creates the buckets, or checks the schema of an existing file.
-func (s *Store) init() error {
-	var refused error // the file is not one this narhashd can use
-	err := s.update(func(tx *bolt.Tx) error {
+// schema checks, without writing, that the file is narhash's at
+// SchemaVersion, or holds no bucket at all (fresh).
+func (s *Store) schema() (fresh bool, err error) {
+	err = s.view(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
 			// Another program's bbolt file, not one to adopt.
 			if name, _ := tx.Cursor().First(); name != nil {
-				refused = s.foreign(fmt.Sprintf("buckets (%q…) but no %q", name, bucketMeta))
-				return refused
+				return s.foreign(fmt.Sprintf("buckets (%q…) but no %q", name, bucketMeta))
 			}
-			var err error
-			if meta, err = tx.CreateBucket(bucketMeta); err != nil {
-				return err
-			}
-			if err := meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion)); err != nil {
-				return err
-			}
+			fresh = true
+			return nil
 		}
 		v := meta.Get(keySchema)
 		if v == nil {
-			refused = s.foreign(fmt.Sprintf("a bucket %q without a schema version", bucketMeta))
-			return refused
+			return s.foreign(fmt.Sprintf("a bucket %q without a schema version", bucketMeta))
 		}
 		if len(v) != 4 {
 			return fmt.Errorf("%w: bad schema version record", ErrCorrupt)
 		}
 		if got := binary.BigEndian.Uint32(v); got != SchemaVersion {
-			refused = fmt.Errorf("cache: %s has schema version %d and this narhashd knows %d: use the narhashd that wrote it, or another --db", s.path, got, SchemaVersion)
-			return refused
+			return fmt.Errorf("cache: %s has schema version %d and this narhashd knows %d: use the narhashd that wrote it, or another --db", s.path, got, SchemaVersion)
+		}
+		return nil
+	})
+	return fresh, err
+}
+
+// init writes the schema version into a fresh file, and creates the
+// buckets it lacks.
+func (s *Store) init(fresh bool) error {
+	err := s.update(func(tx *bolt.Tx) error {
+		if fresh {
+			meta, err := tx.CreateBucket(bucketMeta)
+			if err != nil {
+				return err
+			}
+			if err := meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion)); err != nil {
+				return err
+			}
 		}
 		for _, b := range [][]byte{bucketEntries, bucketRoots, bucketCheckpoints} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -198,7 +215,7 @@ func (s *Store) init() error {
 		}
 		return nil
 	})
-	if err == nil || err == refused || errors.Is(err, ErrCorrupt) {
+	if err == nil || errors.Is(err, ErrCorrupt) {
 		return err
 	}
 	return failed(s.path, err) // writing the buckets

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -141,15 +142,21 @@ func TestSchemaVersion(t *testing.T) {
 	}
 	db.Update(func(tx *bolt.Tx) error {
 		b, _ := tx.CreateBucket(bucketMeta)
-		return b.Put(keySchema, []byte{0, 0, 0, 9})
+		if err := b.Put(keySchema, []byte{0, 0, 0, 9}); err != nil {
+			return err
+		}
+		// Records of the newer schema, which this one cannot decode.
+		e, _ := tx.CreateBucket(bucketEntries)
+		return e.Put([]byte("/src"), []byte{9, 9, 9})
 	})
 	db.Close()
+	before, _ := os.ReadFile(path)
 	_, err = Open(path, nil)
 	if err == nil || !strings.Contains(err.Error(), "schema version 9") {
 		t.Fatalf("got %v, want a schema version error", err)
 	}
-	if _, serr := os.Stat(path); serr != nil {
-		t.Error("a database of a newer schema must not be moved aside")
+	if after, serr := os.ReadFile(path); serr != nil || !bytes.Equal(after, before) {
+		t.Errorf("a database of a newer schema must be left as it is, not moved aside or changed (%v)", serr)
 	}
 }
 

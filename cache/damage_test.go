@@ -270,6 +270,13 @@ func TestForeign(t *testing.T) {
 			}
 			return b.Put([]byte("k"), []byte("v"))
 		},
+		"an entries bucket of its own": func(tx *bolt.Tx) error {
+			b, err := tx.CreateBucket(bucketEntries)
+			if err != nil {
+				return err
+			}
+			return b.Put([]byte("k"), []byte("not one of narhash's records"))
+		},
 		"a meta bucket without a schema": func(tx *bolt.Tx) error {
 			b, err := tx.CreateBucket(bucketMeta)
 			if err != nil {
