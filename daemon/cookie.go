@@ -121,21 +121,26 @@ func (c *cookieJar) maker(ctx context.Context) {
 			continue
 		}
 		f, err := os.OpenFile(filepath.Join(dir, k.name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err == nil {
+			f.Close()
+		}
 		c.mu.Lock()
+		was := c.fault
 		if err != nil {
 			c.drop(k) // its queries validate by stat walk
-			if c.fault == "" {
-				c.log.Error("cannot make a cookie file: queries are checked by stat walk", "path", dir, "err", err)
-			}
 			c.fault = fmt.Sprintf("cannot make cookie files in narhashd's directory %s (%v): every query is checked by a stat walk until one can be made; check that directory (its permissions, free space)", dir, err)
 		} else {
-			f.Close()
-			if c.fault != "" {
-				c.log.Info("cookie files can be made again", "path", dir)
-			}
 			c.fault = ""
 		}
 		c.mu.Unlock()
+		// Logged without the lock, which the loop takes: a slow log
+		// (journald pushing back) must not stall it.
+		switch {
+		case err != nil && was == "":
+			c.log.Error("cannot make a cookie file: queries are checked by stat walk", "path", dir, "err", err)
+		case err == nil && was != "":
+			c.log.Info("cookie files can be made again", "path", dir)
+		}
 	}
 }
 

@@ -52,7 +52,7 @@ type job struct {
 // next job for the others (reply). Cancelling it would let queries that
 // keep coming on a degraded root starve each other.
 func (d *Daemon) schedule(t *tracked, urgent bool) {
-	if t.job != nil && t.job.gen == t.gen {
+	if t.current() {
 		return // the running job will do, or schedule the next one
 	}
 	if t.queued {
@@ -111,7 +111,7 @@ func (d *Daemon) dispatch(ctx context.Context) {
 			continue // no longer tracked
 		}
 		if t.job != nil {
-			t.job.cancel() // too old to answer; its result will be ignored
+			t.job.cancel() // of an older generation; its result will be ignored
 		}
 		j := &job{t: t, gen: t.gen, start: time.Now(), git: t.git != nil}
 		j.verify = t.entry != nil && t.entryGen == t.gen && (!t.verified || t.root.unsure())

@@ -33,8 +33,8 @@ type listReq struct {
 	r     *root
 	dir   string
 	roots []*root // the roots that count it: r and those that hold it
-	// mounts are the mount points strictly inside dir when it was asked
-	// for, which the listing does not enter: a root with a filesystem
+	// mounts are the mount points strictly inside r (root.mounts), which
+	// the listing does not enter: a root with a filesystem
 	// mounted inside is degraded and checked by a stat walk anyway, and
 	// watching all of an NFS or FUSE mount would spend watches on events
 	// that never come, or hang the lister on a server that does not
@@ -69,7 +69,7 @@ const (
 // aside until it records them, so none of those roots can trust its
 // events meanwhile. On the loop.
 func (d *Daemon) listLater(r *root, dir string) {
-	req := &listReq{r: r, dir: dir, mounts: d.mounts.allInside(dir)}
+	req := &listReq{r: r, dir: dir, mounts: r.mounts}
 	d.rootIdx.above(dir, func(_ string, o *root) { req.roots = append(req.roots, o) })
 	if !slices.Contains(req.roots, r) {
 		req.roots = append(req.roots, r)
@@ -124,7 +124,10 @@ func (d *Daemon) list(ctx context.Context, req *listReq) bool {
 				ld.err = fmt.Errorf("list: %w", err)
 			}
 			for _, e := range ents {
-				if q := filepath.Join(p, e.Name()); e.IsDir() && !req.mounts[q] {
+				if !e.IsDir() {
+					continue
+				}
+				if q := filepath.Join(p, e.Name()); !req.mounts[q] {
 					stack = append(stack, q)
 				}
 			}

@@ -140,9 +140,10 @@ func (d *Daemon) mountsChanged() {
 		if in != r.mountedIn {
 			d.log.Info("mounts changed inside a root", "root", r.path, "path", clip(in))
 			d.unwatchTree(r.path, nil)
-			d.seat(r) // sets mountedIn
+			d.seat(r) // sets mountedIn and mounts
 			continue
 		}
+		r.mounts = d.mounts.allInside(r.path) // another mount beside the first
 		d.checkSeat(r)
 	}
 }

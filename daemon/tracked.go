@@ -59,10 +59,11 @@ func (t *tracked) fresh() bool {
 	return t.entry != nil && t.entryGen == t.gen && t.verified && !t.root.unsure()
 }
 
-// current reports whether the running job, if any, can answer a query
-// that is waiting now.
+// current reports whether a job of t's generation runs: it answers the
+// queries from before it began, and schedules one more for the others
+// (see schedule).
 func (t *tracked) current() bool {
-	return t.job != nil && t.job.gen == t.gen && !t.job.start.Before(t.staleBefore)
+	return t.job != nil && t.job.gen == t.gen
 }
 
 // background reports whether t is rehashed when it changes, unasked: a

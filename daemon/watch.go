@@ -24,11 +24,12 @@ import (
 // retargeted, or a filesystem mounted over it, is seen too.
 type root struct {
 	*tracked
-	degraded    bool   // validated by stat walk on every query
-	warning     string // why it is degraded
-	validate    bool   // the user asked for a stat walk on every query
-	remote      bool   // on NFS, FUSE and the like
-	mountedIn   string // a filesystem mounted strictly inside it
+	degraded    bool            // validated by stat walk on every query
+	warning     string          // why it is degraded
+	validate    bool            // the user asked for a stat walk on every query
+	remote      bool            // on NFS, FUSE and the like
+	mountedIn   string          // a filesystem mounted strictly inside it
+	mounts      map[string]bool // all such mount points, which listings do not enter
 	unwatchable map[string]error
 	dev, ino    uint64 // what the path named when it was last watched
 	seated      bool   // dev and ino are set
@@ -152,6 +153,7 @@ func (d *Daemon) seat(r *root) {
 	r.unwatchable = nil
 	r.remote = remote(r.path)
 	r.mountedIn = d.mounts.inside(r.path)
+	r.mounts = d.mounts.allInside(r.path)
 	r.seated = false
 	if parent := filepath.Dir(r.path); parent != r.path {
 		if f, err := d.addWatch(parent); err == nil && f != nil {
