@@ -116,27 +116,28 @@ func runDump(ctx context.Context, sio *stdio, path string, git bool) error {
 func runRestore(ctx context.Context, sio *stdio, from, dest string) error {
 	var in io.Reader
 	if from == "-" {
-		if isTerminal(sio.in) {
-			return usagef("standard input is a terminal: redirect it from a NAR file or a pipe, or give --from FILE")
+		var err error
+		if in, err = stdinArchive(ctx, sio, "give --from FILE"); err != nil {
+			return err
 		}
-		in = sio.in
 	} else {
 		f, err := os.Open(from)
 		if err != nil {
 			return fmt.Errorf("restore %s: %w", dest, err)
 		}
 		defer f.Close()
-		in = f
+		in = interruptible(ctx, f)
 	}
-	return subject("restore "+filepath.Clean(dest), nar.Restore(interruptible(ctx, in), dest))
+	return subject("restore "+filepath.Clean(dest), nar.Restore(in, dest))
 }
 
-// stdinArchive returns standard input, to read an archive from, for ls
-// and cat given "-". A terminal is refused: the command would wait on it
-// for an archive no one types.
-func stdinArchive(ctx context.Context, sio *stdio) (io.Reader, error) {
+// stdinArchive returns standard input, to read an archive from, for
+// restore, and ls and cat given "-". A terminal is refused: the command
+// would wait on it for an archive no one types; or names the other way
+// to give one.
+func stdinArchive(ctx context.Context, sio *stdio, or string) (io.Reader, error) {
 	if isTerminal(sio.in) {
-		return nil, usagef("standard input is a terminal: redirect it from a NAR file or a pipe, or name the NAR file instead of -")
+		return nil, usagef("standard input is a terminal: redirect it from a NAR file or a pipe, or %s", or)
 	}
 	return interruptible(ctx, sio.in), nil
 }
@@ -147,7 +148,7 @@ type lsOpts struct{ recursive, long, directory, json bool }
 func openListing(ctx context.Context, sio *stdio, path string) (*nar.Listing, error) {
 	var r io.Reader
 	if path == "-" {
-		in, err := stdinArchive(ctx, sio)
+		in, err := stdinArchive(ctx, sio, "name the NAR file instead of -")
 		if err != nil {
 			return nil, err
 		}
@@ -253,7 +254,7 @@ func baseName(path string) string {
 
 func runCat(ctx context.Context, sio *stdio, args []string) error {
 	if args[0] == "-" {
-		in, err := stdinArchive(ctx, sio)
+		in, err := stdinArchive(ctx, sio, "name the NAR file instead of -")
 		if err != nil {
 			return err
 		}

@@ -176,7 +176,6 @@ func serveStuck(t *testing.T) (socket string, accepted *atomic.Int32) {
 // every PATH here; with --daemon-only it fails at the first.
 func TestQueryDaemonUnusable(t *testing.T) {
 	defer func(d time.Duration) { queryTimeout = d }(queryTimeout)
-	queryTimeout = 200 * time.Millisecond
 	dir := nartest.TempDir(t)
 	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
 	for i, root := range []string{a, b} {
@@ -204,11 +203,13 @@ func TestQueryDaemonUnusable(t *testing.T) {
 
 	for _, tc := range []struct {
 		name, sock, why string
+		timeout         time.Duration // only the stuck daemon's query waits it out
 	}{
-		{"stuck", stuck, "narhashd did not answer GET /v1/hash within 200ms (on " + stuck + ")"},
-		{"untrusted", filepath.Join(untrusted, "s.sock"), "refusing to talk to narhashd at " + filepath.Join(untrusted, "s.sock") + ": socket directory " + untrusted + " is writable by others"},
-		{"impostor", impostor, "not narhashd's answer: the server on " + impostor},
+		{"stuck", stuck, "narhashd did not answer GET /v1/hash within 200ms (on " + stuck + ")", 200 * time.Millisecond},
+		{"untrusted", filepath.Join(untrusted, "s.sock"), "refusing to talk to narhashd at " + filepath.Join(untrusted, "s.sock") + ": socket directory " + untrusted + " is writable by others", 0},
+		{"impostor", impostor, "not narhashd's answer: the server on " + impostor, 0},
 	} {
+		queryTimeout = tc.timeout
 		out, errOut, code := narhash(t, nil, "query", "--socket", tc.sock, a, b)
 		if code != 0 || !bytes.Equal(out, want) {
 			t.Errorf("%s: query: exit %d, %q, stderr %q; want %q", tc.name, code, out, errOut, want)
