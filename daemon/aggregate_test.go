@@ -86,12 +86,15 @@ func TestDebounce(t *testing.T) {
 			t.Fatalf("after events until +%v: job %v, queued %v, %d jobs; rehash due %v at +%v, want no job yet and due at +%v", at, job, queued, jobs.Load()-before, ok, when.Sub(t0), want)
 		}
 	}
-	burst(0)
-	due(0, quiet)
-	burst(quiet / 2)
-	due(quiet/2, quiet/2+quiet)
-	burst(maxDelay - quiet/2)
-	due(maxDelay-quiet/2, maxDelay) // events continue: MaxDelay bounds the wait
+	// Bursts closer together than Quiet: each moves the rehash to Quiet
+	// after it, until MaxDelay after the first bounds it. (The clock
+	// never jumps past a rehash already due: the loop may look at it
+	// before the burst's events arrive, and start the rehash then.)
+	step := quiet * 4 / 5
+	for at := time.Duration(0); at < maxDelay; at += step {
+		burst(at)
+		due(at, min(at+quiet, maxDelay))
+	}
 	clock.Store(t0.Add(maxDelay).UnixNano())
 	r.d.call(context.Background(), func() {}) // the loop looks at the clock again
 	deadline := time.Now().Add(10 * time.Second)
